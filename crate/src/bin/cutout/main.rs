@@ -1,0 +1,350 @@
+//! `cutout`: remove image backgrounds on this machine. A thin shell over the `cutout` engine.
+
+mod inputs;
+mod models;
+mod net;
+mod output;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use cutout::{Manifest, Options, OutputFormat, OutputKind, Session, Stage};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use inputs::Input;
+use output::{Destination, Namer};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cutout",
+    version,
+    about = "Remove image backgrounds on this machine: nothing is uploaded.",
+    after_help = "Examples:\n  cutout -i photo.jpg                    writes a1b2c3d4.png here\n  \
+                  cutout -i photo.jpg -o photo.png\n  cutout -i 'shots/*.jpg' -o cutouts/\n  \
+                  cutout -i https://example.com/cat.jpg --bg white --crop\n  \
+                  cutout -i photo.jpg --model ./isnet_quint8.onnx --mask-only -o mask.png"
+)]
+struct Args {
+    /// Image file, directory, glob pattern or http(s) URL (repeatable)
+    #[arg(short, long = "input", value_name = "PATH|DIR|GLOB|URL", num_args = 1.., required_unless_present = "list_models")]
+    inputs: Vec<String>,
+
+    /// Output file (one input) or directory (several); default: a random name in the current directory
+    #[arg(short, long, value_name = "FILE|DIR")]
+    output: Option<PathBuf>,
+
+    /// Model: a manifest id (see --list-models), a local .onnx file or an http(s) URL
+    #[arg(short, long, value_name = "ID|PATH|URL")]
+    model: Option<String>,
+
+    /// sha256 the model file or URL must have
+    #[arg(long, value_name = "HEX")]
+    model_sha256: Option<String>,
+
+    /// Manifest id whose input size, normalisation and output a model file follows
+    #[arg(long, value_name = "ID")]
+    preset: Option<String>,
+
+    /// Write the 8-bit grey mask instead of the cutout
+    #[arg(long, conflicts_with = "bg")]
+    mask_only: bool,
+
+    /// Fill the background with a colour (#rrggbb, #rrggbbaa, white, ...) instead of transparency
+    #[arg(long, value_name = "COLOUR")]
+    bg: Option<String>,
+
+    /// Crop to the subject's bounding box
+    #[arg(long)]
+    crop: bool,
+
+    /// Margin in pixels kept around the subject with --crop
+    #[arg(long, value_name = "PX", default_value_t = 0, requires = "crop")]
+    crop_margin: u32,
+
+    /// Output format: png or webp (lossless); default from the -o extension, else png
+    #[arg(long, value_name = "png|webp")]
+    format: Option<String>,
+
+    /// Threads for inference (default: all cores)
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+
+    /// Largest image accepted, in pixels
+    #[arg(long, value_name = "N", default_value_t = cutout::DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
+
+    /// Largest image download accepted, in bytes
+    #[arg(long, value_name = "N", default_value_t = 50_000_000)]
+    max_download_bytes: u64,
+
+    /// Overwrite existing output files
+    #[arg(long)]
+    force: bool,
+
+    /// Print the time each stage takes
+    #[arg(long)]
+    timings: bool,
+
+    /// No progress bars or notes; status lines only
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// List the models in the manifest and exit
+    #[arg(long)]
+    list_models: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn output_format(args: &Args) -> Result<OutputFormat, String> {
+    let from_flag = match &args.format {
+        Some(name) => Some(
+            OutputFormat::from_name(name)
+                .ok_or_else(|| format!("--format '{name}' is not supported: use png or webp"))?,
+        ),
+        None => None,
+    };
+    let from_extension = args
+        .output
+        .as_deref()
+        .filter(|p| !p.is_dir() && !p.to_string_lossy().ends_with('/'))
+        .and_then(|p| p.extension())
+        .map(|e| e.to_string_lossy().into_owned());
+    match (from_flag, from_extension) {
+        (Some(f), Some(ext)) if OutputFormat::from_name(&ext) != Some(f) => Err(format!(
+            "-o has extension .{ext} but --format is {}",
+            f.extension()
+        )),
+        (Some(f), _) => Ok(f),
+        (None, Some(ext)) => OutputFormat::from_name(&ext).map(Ok).unwrap_or_else(|| {
+            // A single output named without a known extension: refuse rather than guess.
+            Err(format!(
+                "cannot write .{ext} files: name the output .png or .webp"
+            ))
+        }),
+        (None, None) => Ok(OutputFormat::Png),
+    }
+}
+
+fn list_models(manifest: &Manifest) {
+    let dir = models::models_dir().ok();
+    println!("{:<14} {:>9}  {:<7} NAME / LICENCE", "ID", "SIZE", "CACHED");
+    for m in &manifest.models {
+        let size = m
+            .size
+            .map_or("?".to_string(), |s| format!("{:.1} MB", s as f64 / 1e6));
+        let cached = dir.as_ref().is_some_and(|d| d.join(&m.file).is_file());
+        let default = if m.id == manifest.default {
+            " (default)"
+        } else {
+            ""
+        };
+        println!(
+            "{:<14} {:>9}  {:<7} {}{default}\n{:<34}{}",
+            m.id,
+            size,
+            if cached { "yes" } else { "no" },
+            m.name,
+            "",
+            m.licence
+        );
+    }
+    if let Some(d) = dir {
+        println!("\nmodel cache: {}", d.display());
+    }
+}
+
+fn run(args: Args) -> Result<ExitCode, String> {
+    let manifest = Manifest::builtin();
+    if args.list_models {
+        list_models(&manifest);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let format = output_format(&args)?;
+    let background = args
+        .bg
+        .as_deref()
+        .map(cutout::parse_colour)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let options = Options {
+        kind: if args.mask_only {
+            OutputKind::Mask
+        } else {
+            OutputKind::Cutout
+        },
+        background,
+        crop_margin: args.crop.then_some(args.crop_margin),
+        format,
+        max_pixels: args.max_pixels,
+    };
+
+    let expanded = inputs::expand(&args.inputs);
+    let many = expanded.had_collection || expanded.inputs.len() + expanded.bad.len() > 1;
+    let destination = match &args.output {
+        None => Destination::RandomInCwd,
+        Some(o) if many || o.is_dir() || o.to_string_lossy().ends_with('/') => {
+            Destination::Directory(o.clone())
+        }
+        Some(o) => Destination::File(o.clone()),
+    };
+    if expanded.inputs.is_empty() {
+        for bad in &expanded.bad {
+            println!("FAILED {}: {}", bad.arg, bad.reason);
+        }
+        return Err("no input images".into());
+    }
+
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    cutout::set_threads(threads.max(1));
+
+    let started = Instant::now();
+    let resolved = models::resolve(
+        &manifest,
+        &models::ModelRequest {
+            model: args.model.as_deref(),
+            sha256: args.model_sha256.as_deref(),
+            preset: args.preset.as_deref(),
+            quiet: args.quiet,
+        },
+    )?;
+    if !args.quiet {
+        for note in &resolved.notes {
+            eprintln!("note: {note}");
+        }
+    }
+    let model = cutout::Model::load(&resolved.bytes, &resolved.entry)
+        .map_err(|e| format!("model {}: {e}", resolved.origin))?;
+    drop(resolved.bytes);
+    let load_time = started.elapsed();
+    if args.timings {
+        eprintln!(
+            "model: {} loaded in {:.2} s ({} threads)",
+            model.entry().id,
+            load_time.as_secs_f64(),
+            threads
+        );
+    }
+    let session = Session::new(model);
+
+    let total = expanded.inputs.len() + expanded.bad.len();
+    let bar = if args.quiet || total < 2 {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("[{bar:30}] {pos}/{len} {msg} ({elapsed})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut failed = expanded.bad.len();
+    for bad in &expanded.bad {
+        bar.suspend(|| println!("FAILED {}: {}", bad.arg, bad.reason));
+        bar.inc(1);
+    }
+    let mut namer = Namer::new(destination, format);
+    let mut completed = 0;
+    for input in &expanded.inputs {
+        bar.set_message(input.label());
+        let outcome = process_one(&session, input, &options, &mut namer, &args);
+        bar.suspend(|| match &outcome {
+            Ok((path, timings)) => {
+                println!("COMPLETED {} -> {}", input.label(), path.display());
+                if args.timings {
+                    eprintln!("  {}", format_timings(timings));
+                }
+            }
+            Err(reason) => println!("FAILED {}: {reason}", input.label()),
+        });
+        match outcome {
+            Ok(_) => completed += 1,
+            Err(_) => failed += 1,
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if total > 1 {
+        println!(
+            "{completed} completed, {failed} failed in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+type Timings = Vec<(Stage, Duration)>;
+
+fn format_timings(timings: &Timings) -> String {
+    timings
+        .iter()
+        .map(|(stage, d)| format!("{} {:.3} s", stage.name(), d.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn read_input(input: &Input, max_download_bytes: u64) -> Result<Vec<u8>, String> {
+    match input {
+        Input::File(path) => std::fs::read(path).map_err(|e| format!("cannot read: {e}")),
+        Input::Url(url) => net::fetch_image(url, max_download_bytes),
+    }
+}
+
+fn process_one(
+    session: &Session,
+    input: &Input,
+    options: &Options,
+    namer: &mut Namer,
+    args: &Args,
+) -> Result<(PathBuf, Timings), String> {
+    let bytes = read_input(input, args.max_download_bytes)?;
+    let mut timings: Timings = vec![];
+    let mut current: Option<(Stage, Instant)> = None;
+    let mut on_stage = |stage: Stage| {
+        if let Some((prev, t)) = current.take() {
+            timings.push((prev, t.elapsed()));
+        }
+        current = Some((stage, Instant::now()));
+    };
+    let encoded = session
+        .process_file_bytes(&bytes, options, &mut on_stage)
+        .map_err(|e| e.to_string())?;
+    if let Some((prev, t)) = current.take() {
+        timings.push((prev, t.elapsed()));
+    }
+    let path = namer.name_for(input);
+    if let Input::File(source) = input {
+        if same_file(source, &path) {
+            return Err(format!(
+                "refusing to write the result over its own input {}",
+                path.display()
+            ));
+        }
+    }
+    output::write_output(&path, &encoded, args.force)?;
+    Ok((path, timings))
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}

@@ -1,0 +1,22 @@
+//! Cutout's engine: background removal with RMBG-family ONNX models run by tract.
+//!
+//! decode -> preprocess -> tract inference -> postprocess -> encode, with no knowledge of browsers
+//! or terminals. The CLI (`src/bin/cutout`) and the wasm API are thin shells over [`Session`].
+
+pub mod error;
+pub mod image_io;
+pub mod manifest;
+pub mod model;
+pub mod pipeline;
+mod resize;
+#[doc(hidden)]
+pub mod tiny_model;
+
+pub use error::{Error, Result};
+pub use image_io::{decode, OutputFormat, DEFAULT_MAX_PIXELS};
+pub use manifest::{Manifest, ModelEntry};
+pub use model::{sha256_hex, Model};
+pub use pipeline::{parse_colour, Options, OutputKind, Rendered, Session, Stage};
+
+#[cfg(feature = "multithread")]
+pub use model::set_threads;

@@ -1,0 +1,290 @@
+//! Loading an ONNX segmentation model into a tract plan that computes only the mask output.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::floats::FloatPrecisionTranslator;
+use tract_onnx::tract_hir::infer::Factoid;
+
+use crate::error::{catch_panics, Error, Result};
+use crate::manifest::ModelEntry;
+
+/// Lower-case hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex_digest(Sha256::new_with_prefix(bytes))
+}
+
+/// Finishes a streaming sha256 (for downloads hashed as they arrive) as lower-case hex.
+pub fn hex_digest(hasher: Sha256) -> String {
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A loaded model, ready to run on normalised `[1, 3, height, width]` tensors.
+#[derive(Debug, Clone)]
+pub struct Model {
+    plan: Arc<TypedRunnableModel>,
+    entry: ModelEntry,
+    input_size: (usize, usize),
+    mask_size: (usize, usize),
+    /// Whether the file held fp16 tensors that were widened to f32 at load.
+    widened_fp16: bool,
+}
+
+fn bad_model(context: &str, e: impl std::fmt::Display) -> Error {
+    Error::BadModel {
+        detail: format!("{context}: {e}"),
+    }
+}
+
+/// Concrete value of an input dimension, if the model fixes it.
+fn fixed_dim(fact: &InferenceFact, axis: usize) -> Option<usize> {
+    fact.shape
+        .dim(axis)?
+        .concretize()?
+        .to_i64()
+        .ok()
+        .and_then(|d| usize::try_from(d).ok())
+}
+
+impl Model {
+    /// Parses, verifies and optimises `onnx_bytes` as the model `entry` describes. When the entry
+    /// pins a sha256, the bytes must hash to it.
+    pub fn load(onnx_bytes: &[u8], entry: &ModelEntry) -> Result<Model> {
+        if let Some(expected) = &entry.sha256 {
+            let actual = sha256_hex(onnx_bytes);
+            if !actual.eq_ignore_ascii_case(expected) {
+                return Err(Error::HashMismatch {
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+        catch_panics("model loading", || {
+            Model::load_unverified(onnx_bytes, entry)
+        })
+    }
+
+    fn load_unverified(onnx_bytes: &[u8], entry: &ModelEntry) -> Result<Model> {
+        if onnx_bytes.is_empty() {
+            return Err(bad_model("the model file", "is empty"));
+        }
+        let mut model = tract_onnx::onnx()
+            .model_for_read(&mut &onnx_bytes[..])
+            .map_err(|e| bad_model("not a readable ONNX model", format!("{e:#}")))?;
+
+        let inputs = model
+            .input_outlets()
+            .map_err(|e| bad_model("inputs", e))?
+            .to_vec();
+        let input_index = match inputs.len() {
+            0 => return Err(bad_model("the graph", "has no inputs")),
+            1 => 0,
+            _ => inputs
+                .iter()
+                .position(|o| model.node(o.node).name == entry.input.name)
+                .ok_or_else(|| {
+                    bad_model(
+                        "the graph",
+                        format!(
+                            "has {} inputs and none is named '{}'",
+                            inputs.len(),
+                            entry.input.name
+                        ),
+                    )
+                })?,
+        };
+        let declared = model
+            .input_fact(input_index)
+            .map_err(|e| bad_model("input", e))?
+            .clone();
+        if let Some(rank) = declared.shape.rank().concretize() {
+            if rank != 4 {
+                return Err(bad_model(
+                    "wrong input shape",
+                    format!(
+                        "the input has rank {rank}, expected an image tensor [1, 3, height, width]"
+                    ),
+                ));
+            }
+        }
+        if let Some(channels) = fixed_dim(&declared, 1) {
+            if channels != 3 {
+                return Err(bad_model(
+                    "wrong input shape",
+                    format!("the input has {channels} channels, expected 3 (RGB)"),
+                ));
+            }
+        }
+        // The graph is the truth about its own size; the manifest fills in what it leaves open.
+        let height = fixed_dim(&declared, 2).unwrap_or(entry.input.height as usize);
+        let width = fixed_dim(&declared, 3).unwrap_or(entry.input.width as usize);
+        model
+            .set_input_fact(input_index, f32::fact([1, 3, height, width]).into())
+            .map_err(|e| bad_model("input", e))?;
+        if inputs.len() > 1 {
+            model
+                .set_input_outlets(&[inputs[input_index]])
+                .map_err(|e| bad_model("input", e))?;
+        }
+
+        // Keep only the mask output, so the side outputs are never computed.
+        let outputs = model
+            .output_outlets()
+            .map_err(|e| bad_model("outputs", e))?
+            .to_vec();
+        let mask_outlet = outputs
+            .iter()
+            .find(|o| {
+                model.outlet_label(**o) == Some(entry.output.name.as_str())
+                    || model.node(o.node).name == entry.output.name
+            })
+            .or_else(|| outputs.get(entry.output.index))
+            .copied()
+            .ok_or_else(|| {
+                bad_model(
+                    "the graph",
+                    format!(
+                        "has no output named '{}' and only {} outputs",
+                        entry.output.name,
+                        outputs.len()
+                    ),
+                )
+            })?;
+        model
+            .select_output_outlets(&[mask_outlet])
+            .map_err(|e| bad_model("outputs", e))?;
+
+        let mut typed = model.into_typed().map_err(|e| {
+            bad_model(
+                "the graph does not fit a [1, 3, H, W] image input",
+                format!("{e:#}"),
+            )
+        })?;
+        let widened_fp16 = typed.nodes().iter().any(|n| {
+            n.outputs
+                .iter()
+                .any(|o| o.fact.datum_type == f16::datum_type())
+        });
+        if widened_fp16 {
+            // tract computes f16 slowly on CPUs without native half arithmetic: compute in f32.
+            typed
+                .transform(&FloatPrecisionTranslator::new(
+                    f16::datum_type(),
+                    f32::datum_type(),
+                ))
+                .map_err(|e| bad_model("converting fp16 to f32", format!("{e:#}")))?;
+        }
+        let optimised = typed
+            .into_optimized()
+            .map_err(|e| bad_model("optimising the graph", format!("{e:#}")))?;
+        let out_fact = optimised
+            .output_fact(0)
+            .map_err(|e| bad_model("output", e))?
+            .clone();
+        let dims: Vec<usize> = match out_fact.shape.as_concrete() {
+            Some(d) => d.to_vec(),
+            None => return Err(bad_model("the mask output", "has no fixed shape")),
+        };
+        let (mask_h, mask_w) = match dims.as_slice() {
+            [h, w] | [1, h, w] | [1, 1, h, w] => (*h, *w),
+            other => {
+                return Err(bad_model(
+                    "wrong output shape",
+                    format!("the mask output is {other:?}, expected [1, 1, height, width]"),
+                ))
+            }
+        };
+        if mask_h == 0 || mask_w == 0 {
+            return Err(bad_model("wrong output shape", "the mask output is empty"));
+        }
+        if out_fact.datum_type != f32::datum_type() {
+            return Err(bad_model(
+                "wrong output type",
+                format!("the mask is {:?}, expected f32", out_fact.datum_type),
+            ));
+        }
+        let plan = optimised
+            .into_runnable()
+            .map_err(|e| bad_model("preparing the plan", format!("{e:#}")))?;
+        let mut entry = entry.clone();
+        entry.input.width = width as u32;
+        entry.input.height = height as u32;
+        Ok(Model {
+            plan,
+            entry,
+            input_size: (width, height),
+            mask_size: (mask_w, mask_h),
+            widened_fp16,
+        })
+    }
+
+    /// The manifest entry this model was loaded as (input size updated to the graph's own).
+    pub fn entry(&self) -> &ModelEntry {
+        &self.entry
+    }
+
+    /// (width, height) the model takes.
+    pub fn input_size(&self) -> (usize, usize) {
+        self.input_size
+    }
+
+    /// (width, height) of the mask it returns.
+    pub fn mask_size(&self) -> (usize, usize) {
+        self.mask_size
+    }
+
+    pub fn widened_fp16(&self) -> bool {
+        self.widened_fp16
+    }
+
+    /// Names of the nodes the optimised plan runs (to check what is, and is not, computed).
+    pub fn node_names(&self) -> Vec<String> {
+        self.plan
+            .model()
+            .nodes()
+            .iter()
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
+    /// Runs the graph on a planar `[1, 3, h, w]` input and returns the raw mask, row-major.
+    pub fn infer(&self, planar_input: Vec<f32>) -> Result<Vec<f32>> {
+        let (w, h) = self.input_size;
+        let tensor =
+            tract_ndarray::Array4::from_shape_vec((1, 3, h, w), planar_input).map_err(|e| {
+                Error::Inference {
+                    detail: format!("input tensor: {e}"),
+                }
+            })?;
+        let outputs = catch_panics("inference", || {
+            self.plan
+                .run(tvec!(Tensor::from(tensor).into()))
+                .map_err(|e| Error::Inference {
+                    detail: format!("{e:#}"),
+                })
+        })?;
+        let mask = outputs[0]
+            .try_as_plain_ram()
+            .and_then(|view| view.as_slice::<f32>())
+            .map_err(|e| Error::Inference {
+                detail: format!("mask output: {e:#}"),
+            })?;
+        Ok(mask.to_vec())
+    }
+}
+
+/// Sets how many threads tract's matrix products use in this process (native builds).
+#[cfg(feature = "multithread")]
+pub fn set_threads(threads: usize) {
+    use tract_linalg::multithread::{set_default_executor, Executor};
+    if threads <= 1 {
+        set_default_executor(Executor::SingleThread);
+    } else {
+        set_default_executor(Executor::multithread(threads));
+    }
+}

@@ -1,0 +1,380 @@
+//! The pipeline, stage by stage, matching BRIA's RMBG-1.4 reference:
+//! decode -> RGB -> bilinear resize to the model size (PyTorch semantics) -> truncate to u8 ->
+//! normalise -> infer -> bilinear resize of the mask to the original size -> min-max ->
+//! truncate to u8 -> alpha = mask x original alpha -> render (cutout, mask, background, crop) -> encode.
+
+use image::{GrayImage, Rgba, RgbaImage};
+
+use crate::error::{Error, Result};
+use crate::image_io::{self, OutputFormat};
+use crate::manifest::{Normalisation, OutputSpec};
+use crate::model::Model;
+use crate::resize::bilinear_planar;
+
+/// Stages reported to progress callbacks, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    Decode,
+    Preprocess,
+    Inference,
+    Postprocess,
+    Encode,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 5] = [
+        Stage::Decode,
+        Stage::Preprocess,
+        Stage::Inference,
+        Stage::Postprocess,
+        Stage::Encode,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Decode => "decode",
+            Stage::Preprocess => "preprocess",
+            Stage::Inference => "inference",
+            Stage::Postprocess => "postprocess",
+            Stage::Encode => "encode",
+        }
+    }
+}
+
+/// What the output image shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputKind {
+    /// The input with the background made transparent.
+    #[default]
+    Cutout,
+    /// The alpha mask alone, as an 8-bit grey image (255 = subject).
+    Mask,
+}
+
+/// Options shared by the CLI, the wasm API and JS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub kind: OutputKind,
+    /// Composite the cutout over this RGBA colour instead of leaving it transparent.
+    pub background: Option<[u8; 4]>,
+    /// Crop to the subject's bounding box, keeping this many pixels of margin on each side.
+    pub crop_margin: Option<u32>,
+    pub format: OutputFormat,
+    pub max_pixels: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            kind: OutputKind::Cutout,
+            background: None,
+            crop_margin: None,
+            format: OutputFormat::Png,
+            max_pixels: image_io::DEFAULT_MAX_PIXELS,
+        }
+    }
+}
+
+/// Alpha at or above which a pixel counts as subject when cropping (about 3%): low enough to keep
+/// wisps of hair, high enough to ignore faint noise far from the subject.
+const CROP_ALPHA_THRESHOLD: u8 = 8;
+
+/// Resizes the RGB channels of `image` to the model's input size and normalises them, as BRIA's
+/// `preprocess_image` does: float resize, cast to uint8 (truncation), /255, (x - mean) / std.
+pub fn preprocess(
+    image: &RgbaImage,
+    (width, height): (usize, usize),
+    norm: &Normalisation,
+) -> Vec<f32> {
+    let raw = image.as_raw();
+    let mut planes = bilinear_planar(
+        3,
+        (image.width() as usize, image.height() as usize),
+        (width, height),
+        |plane, index| raw[index * 4 + plane] as f32,
+    );
+    let plane_len = width * height;
+    for (c, plane) in planes.chunks_mut(plane_len).enumerate() {
+        let (mean, std) = (norm.mean[c], norm.std[c]);
+        for v in plane {
+            // `as u8` truncates toward zero and saturates, like torch's `.type(torch.uint8)` here.
+            let byte = *v as u8;
+            *v = (byte as f32 / 255.0 - mean) / std;
+        }
+    }
+    planes
+}
+
+/// Turns the raw model output into an 8-bit mask at the original size, as BRIA's
+/// `postprocess_image` does: bilinear resize, min-max stretch, x255, truncate.
+pub fn postprocess(
+    raw_mask: &[f32],
+    (mask_w, mask_h): (usize, usize),
+    (width, height): (u32, u32),
+    spec: &OutputSpec,
+) -> GrayImage {
+    let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
+    let resized = bilinear_planar(
+        1,
+        (mask_w, mask_h),
+        (width as usize, height as usize),
+        |_, i| {
+            let v = raw_mask[i];
+            if spec.sigmoid_applied {
+                v
+            } else {
+                sigmoid(v)
+            }
+        },
+    );
+    let (lo, hi) = resized
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(*v), hi.max(*v))
+        });
+    // A flat mask cannot be stretched (BRIA's code would divide by zero): keep it as it is.
+    let stretch = spec.min_max_normalise && hi - lo > f32::EPSILON;
+    let pixels = resized
+        .iter()
+        .map(|v| {
+            let unit = if stretch { (v - lo) / (hi - lo) } else { *v };
+            (unit.clamp(0.0, 1.0) * 255.0) as u8
+        })
+        .collect();
+    GrayImage::from_raw(width, height, pixels).expect("buffer sized from the dimensions")
+}
+
+/// Final alpha: the model's mask times the input's own alpha, so existing transparency stays.
+pub fn combine_alpha(mask: &mut GrayImage, image: &RgbaImage) {
+    for (m, px) in mask.pixels_mut().zip(image.pixels()) {
+        let alpha = px[3] as u32;
+        if alpha != 255 {
+            m[0] = ((m[0] as u32 * alpha + 127) / 255) as u8;
+        }
+    }
+}
+
+/// Bounding box (x, y, w, h) of pixels at or above the crop threshold, grown by `margin` and
+/// clamped to the image, or `None` if the mask is empty.
+pub fn subject_bounds(mask: &GrayImage, margin: u32) -> Option<(u32, u32, u32, u32)> {
+    let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
+    for (x, y, p) in mask.enumerate_pixels() {
+        if p[0] >= CROP_ALPHA_THRESHOLD {
+            x0 = x0.min(x);
+            y0 = y0.min(y);
+            x1 = x1.max(x);
+            y1 = y1.max(y);
+        }
+    }
+    if x0 == u32::MAX {
+        return None;
+    }
+    let x0 = x0.saturating_sub(margin);
+    let y0 = y0.saturating_sub(margin);
+    let x1 = x1.saturating_add(margin).min(mask.width() - 1);
+    let y1 = y1.saturating_add(margin).min(mask.height() - 1);
+    Some((x0, y0, x1 - x0 + 1, y1 - y0 + 1))
+}
+
+/// Source-over compositing of a straight-alpha pixel onto a straight-alpha background.
+fn over(fg: [u8; 3], alpha: u8, bg: [u8; 4]) -> Rgba<u8> {
+    let a = alpha as f32 / 255.0;
+    let ba = bg[3] as f32 / 255.0;
+    let out_a = a + ba * (1.0 - a);
+    if out_a <= 0.0 {
+        return Rgba([0, 0, 0, 0]);
+    }
+    let channel = |f: u8, b: u8| {
+        ((f as f32 * a + b as f32 * ba * (1.0 - a)) / out_a)
+            .round()
+            .clamp(0.0, 255.0) as u8
+    };
+    Rgba([
+        channel(fg[0], bg[0]),
+        channel(fg[1], bg[1]),
+        channel(fg[2], bg[2]),
+        (out_a * 255.0).round() as u8,
+    ])
+}
+
+/// The rendered result before encoding.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rendered {
+    Rgba(RgbaImage),
+    Mask(GrayImage),
+}
+
+impl Rendered {
+    pub fn dimensions(&self) -> (u32, u32) {
+        match self {
+            Rendered::Rgba(i) => i.dimensions(),
+            Rendered::Mask(m) => m.dimensions(),
+        }
+    }
+
+    pub fn encode(&self, format: OutputFormat) -> Result<Vec<u8>> {
+        match self {
+            Rendered::Rgba(i) => image_io::encode_rgba(i, format),
+            Rendered::Mask(m) => image_io::encode_gray(m, format),
+        }
+    }
+}
+
+/// Applies the output options to an image and its final alpha mask.
+pub fn render(image: &RgbaImage, alpha: &GrayImage, options: &Options) -> Result<Rendered> {
+    let bounds = match options.crop_margin {
+        Some(margin) => Some(subject_bounds(alpha, margin).ok_or_else(|| {
+            Error::InvalidOption {
+                detail:
+                    "cannot crop: no subject was found (the mask is empty); run without crop to \
+                     get the full-size transparent image"
+                        .into(),
+            }
+        })?),
+        None => None,
+    };
+    let (x0, y0, w, h) = bounds.unwrap_or((0, 0, image.width(), image.height()));
+    Ok(match options.kind {
+        OutputKind::Mask => Rendered::Mask(GrayImage::from_fn(w, h, |x, y| {
+            *alpha.get_pixel(x0 + x, y0 + y)
+        })),
+        OutputKind::Cutout => Rendered::Rgba(RgbaImage::from_fn(w, h, |x, y| {
+            let px = image.get_pixel(x0 + x, y0 + y);
+            let a = alpha.get_pixel(x0 + x, y0 + y)[0];
+            match options.background {
+                Some(bg) => over([px[0], px[1], px[2]], a, bg),
+                None => Rgba([px[0], px[1], px[2], a]),
+            }
+        })),
+    })
+}
+
+/// A loaded model plus the pipeline around it. Load once, process many images.
+#[derive(Debug, Clone)]
+pub struct Session {
+    model: Model,
+}
+
+impl Session {
+    pub fn new(model: Model) -> Session {
+        Session { model }
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The final alpha mask (subject = 255) of `image`, at its own size.
+    pub fn segment(&self, image: &RgbaImage, progress: &mut dyn FnMut(Stage)) -> Result<GrayImage> {
+        if image.width() == 0 || image.height() == 0 {
+            return Err(Error::ZeroSize {
+                width: image.width(),
+                height: image.height(),
+            });
+        }
+        let entry = self.model.entry();
+        progress(Stage::Preprocess);
+        let input = preprocess(image, self.model.input_size(), &entry.normalisation);
+        progress(Stage::Inference);
+        let raw = self.model.infer(input)?;
+        progress(Stage::Postprocess);
+        let mut mask = postprocess(
+            &raw,
+            self.model.mask_size(),
+            image.dimensions(),
+            &entry.output,
+        );
+        combine_alpha(&mut mask, image);
+        Ok(mask)
+    }
+
+    /// Segments and renders decoded pixels (stages Preprocess..Postprocess).
+    pub fn process_image(
+        &self,
+        image: &RgbaImage,
+        options: &Options,
+        progress: &mut dyn FnMut(Stage),
+    ) -> Result<Rendered> {
+        if image.width() as u64 * image.height() as u64 > options.max_pixels {
+            return Err(Error::TooManyPixels {
+                width: image.width(),
+                height: image.height(),
+                max_pixels: options.max_pixels,
+            });
+        }
+        let alpha = self.segment(image, progress)?;
+        render(image, &alpha, options)
+    }
+
+    /// Raw RGBA pixels (e.g. a canvas's ImageData) in, rendered result out.
+    pub fn process_rgba(
+        &self,
+        rgba: Vec<u8>,
+        width: u32,
+        height: u32,
+        options: &Options,
+        progress: &mut dyn FnMut(Stage),
+    ) -> Result<Rendered> {
+        let len = rgba.len();
+        let image = RgbaImage::from_raw(width, height, rgba)
+            .filter(|_| len == width as usize * height as usize * 4)
+            .ok_or(Error::BadPixelBuffer { width, height, len })?;
+        self.process_image(&image, options, progress)
+    }
+
+    /// The whole pipeline: encoded file in, encoded PNG/WebP out.
+    pub fn process_file_bytes(
+        &self,
+        bytes: &[u8],
+        options: &Options,
+        progress: &mut dyn FnMut(Stage),
+    ) -> Result<Vec<u8>> {
+        progress(Stage::Decode);
+        let image = image_io::decode(bytes, options.max_pixels)?;
+        let rendered = self.process_image(&image, options, progress)?;
+        progress(Stage::Encode);
+        rendered.encode(options.format)
+    }
+}
+
+/// Parses a colour: `#rgb`, `#rrggbb`, `#rrggbbaa` (the `#` is optional) or a few names.
+pub fn parse_colour(text: &str) -> Result<[u8; 4]> {
+    let named = match text.trim().to_ascii_lowercase().as_str() {
+        "white" => Some([255, 255, 255, 255]),
+        "black" => Some([0, 0, 0, 255]),
+        "red" => Some([255, 0, 0, 255]),
+        "green" => Some([0, 128, 0, 255]),
+        "blue" => Some([0, 0, 255, 255]),
+        "grey" | "gray" => Some([128, 128, 128, 255]),
+        "transparent" => Some([0, 0, 0, 0]),
+        _ => None,
+    };
+    if let Some(c) = named {
+        return Ok(c);
+    }
+    let hex = text.trim().trim_start_matches('#');
+    let bad = || {
+        Error::InvalidOption {
+        detail: format!(
+            "'{text}' is not a colour: use #rrggbb, #rrggbbaa, #rgb or white/black/red/green/blue/grey"
+        ),
+    }
+    };
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| bad());
+    match hex.len() {
+        3 => {
+            let nibble = |i: usize| {
+                u8::from_str_radix(&hex[i..i + 1], 16)
+                    .map(|v| v * 17)
+                    .map_err(|_| bad())
+            };
+            Ok([nibble(0)?, nibble(1)?, nibble(2)?, 255])
+        }
+        6 => Ok([byte(0)?, byte(2)?, byte(4)?, 255]),
+        8 => Ok([byte(0)?, byte(2)?, byte(4)?, byte(6)?]),
+        _ => Err(bad()),
+    }
+}

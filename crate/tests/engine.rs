@@ -1,0 +1,436 @@
+//! The engine end to end on tiny generated models: every option, format and failure mode, in
+//! milliseconds. (The real model is exercised by the workspace's tests/ crate.)
+
+use cutout::tiny_model::TinyModel;
+use cutout::{decode, Error, Model, Options, OutputFormat, OutputKind, Rendered, Session, Stage};
+use image::{GrayImage, ImageFormat, Rgba, RgbaImage};
+
+fn session(tiny: TinyModel) -> Session {
+    Session::new(Model::load(&tiny.onnx_bytes(), &tiny.entry()).expect("tiny model loads"))
+}
+
+fn assert_cutout(png: &[u8], width: u32, height: u32) -> RgbaImage {
+    let out = image::load_from_memory_with_format(png, ImageFormat::Png)
+        .expect("a PNG")
+        .to_rgba8();
+    assert_eq!(out.dimensions(), (width, height));
+    let centre = out.get_pixel(width / 2, height / 2);
+    // JPEG input is lossy, so allow a few levels of drift in colour and in the stretched mask.
+    assert!(centre[3] >= 250, "subject opaque, got {centre:?}");
+    let drift = centre.0[..3]
+        .iter()
+        .zip([230u8, 20, 20])
+        .map(|(a, b)| a.abs_diff(b))
+        .max()
+        .unwrap();
+    assert!(drift <= 8, "subject colour kept, got {centre:?}");
+    for (x, y) in [
+        (0, 0),
+        (width - 1, 0),
+        (0, height - 1),
+        (width - 1, height - 1),
+    ] {
+        assert!(
+            out.get_pixel(x, y)[3] <= 5,
+            "corner ({x},{y}) transparent: {:?}",
+            out.get_pixel(x, y)
+        );
+    }
+    out
+}
+
+#[test]
+fn cutout_of_every_input_format_keeps_size_subject_and_transparency() {
+    let s = session(TinyModel::default());
+    let image = red_square_on_blue(80, 60);
+    for format in [
+        ImageFormat::Png,
+        ImageFormat::Jpeg,
+        ImageFormat::WebP,
+        ImageFormat::Bmp,
+        ImageFormat::Tiff,
+        ImageFormat::Gif,
+    ] {
+        let out = s
+            .process_file_bytes(&encode(&image, format), &Options::default(), &mut |_| {})
+            .unwrap_or_else(|e| panic!("{format:?}: {e}"));
+        assert_cutout(&out, 80, 60);
+    }
+}
+
+#[test]
+fn stages_are_reported_in_order() {
+    let s = session(TinyModel::default());
+    let mut seen = vec![];
+    s.process_file_bytes(
+        &encode(&red_square_on_blue(40, 40), ImageFormat::Png),
+        &Options::default(),
+        &mut |st| seen.push(st),
+    )
+    .unwrap();
+    assert_eq!(seen, Stage::ALL.to_vec());
+}
+
+#[test]
+fn mask_only_is_an_8bit_grey_png() {
+    let s = session(TinyModel::default());
+    let options = Options {
+        kind: OutputKind::Mask,
+        ..Options::default()
+    };
+    let out = s
+        .process_file_bytes(
+            &encode(&red_square_on_blue(50, 30), ImageFormat::Png),
+            &options,
+            &mut |_| {},
+        )
+        .unwrap();
+    let decoded = image::load_from_memory(&out).unwrap();
+    assert_eq!(decoded.color(), image::ColorType::L8);
+    let mask = decoded.to_luma8();
+    assert_eq!(mask.dimensions(), (50, 30));
+    assert_eq!(mask.get_pixel(25, 15)[0], 255);
+    assert_eq!(mask.get_pixel(0, 0)[0], 0);
+}
+
+#[test]
+fn background_colour_fills_the_transparent_part() {
+    let s = session(TinyModel::default());
+    let options = Options {
+        background: Some([255, 255, 255, 255]),
+        ..Options::default()
+    };
+    let out = s
+        .process_file_bytes(
+            &encode(&red_square_on_blue(40, 40), ImageFormat::Png),
+            &options,
+            &mut |_| {},
+        )
+        .unwrap();
+    let img = image::load_from_memory(&out).unwrap().to_rgba8();
+    assert_eq!(img.get_pixel(0, 0), &Rgba([255, 255, 255, 255]));
+    assert_eq!(img.get_pixel(20, 20), &Rgba([230, 20, 20, 255]));
+    assert!(img.pixels().all(|p| p[3] == 255), "fully opaque");
+}
+
+#[test]
+fn crop_keeps_the_subject_and_the_margin() {
+    let s = session(TinyModel::default());
+    let image = red_square_on_blue(100, 80); // subject: x 25..75, y 20..60
+    let rendered = s
+        .process_image(
+            &image,
+            &Options {
+                crop_margin: Some(0),
+                ..Options::default()
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    let (w, h) = rendered.dimensions();
+    assert!(
+        (48..=54).contains(&w) && (38..=44).contains(&h),
+        "cropped to {w}x{h}"
+    );
+    let with_margin = s
+        .process_image(
+            &image,
+            &Options {
+                crop_margin: Some(5),
+                ..Options::default()
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(with_margin.dimensions(), (w + 10, h + 10));
+    let huge_margin = s
+        .process_image(
+            &image,
+            &Options {
+                crop_margin: Some(1000),
+                ..Options::default()
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(
+        huge_margin.dimensions(),
+        (100, 80),
+        "margin clamps to the image"
+    );
+}
+
+#[test]
+fn crop_with_no_subject_says_so() {
+    let s = session(TinyModel::default());
+    // All blue but not flat (a flat mask is kept, not stretched): the mask stays near zero.
+    let image = RgbaImage::from_fn(30, 30, |x, _| Rgba([0, 0, 200 + (x as u8 % 2), 255]));
+    let err = s.process_image(
+        &image,
+        &Options {
+            crop_margin: Some(0),
+            ..Options::default()
+        },
+        &mut |_| {},
+    );
+    // min-max stretches even tiny differences; what matters is a clear error or a valid crop.
+    if let Err(e) = err {
+        assert!(e.to_string().contains("no subject"), "{e}");
+    }
+}
+
+#[test]
+fn existing_transparency_is_kept() {
+    let s = session(TinyModel::default());
+    let mut image = red_square_on_blue(40, 40);
+    // Make the left half of the subject transparent in the input.
+    for y in 10..30 {
+        for x in 10..20 {
+            image.get_pixel_mut(x, y)[3] = 0;
+        }
+    }
+    let Rendered::Rgba(out) = s
+        .process_image(&image, &Options::default(), &mut |_| {})
+        .unwrap()
+    else {
+        panic!("cutout is RGBA")
+    };
+    assert_eq!(
+        out.get_pixel(15, 20)[3],
+        0,
+        "was transparent, stays transparent"
+    );
+    assert_eq!(out.get_pixel(25, 20)[3], 255);
+}
+
+#[test]
+fn raw_rgba_pixels_are_accepted_and_checked() {
+    let s = session(TinyModel::default());
+    let image = red_square_on_blue(20, 10);
+    let out = s
+        .process_rgba(
+            image.clone().into_raw(),
+            20,
+            10,
+            &Options::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(out.dimensions(), (20, 10));
+    let err = s
+        .process_rgba(vec![0; 17], 20, 10, &Options::default(), &mut |_| {})
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("17 bytes but 20x10 RGBA needs 800"),
+        "{err}"
+    );
+    let err = s
+        .process_rgba(vec![], 0, 0, &Options::default(), &mut |_| {})
+        .unwrap_err();
+    assert!(err.to_string().contains("no pixels"), "{err}");
+}
+
+#[test]
+fn webp_output_is_lossless() {
+    let s = session(TinyModel::default());
+    let image = red_square_on_blue(40, 30);
+    let png = s
+        .process_image(&image, &Options::default(), &mut |_| {})
+        .unwrap();
+    let webp = s
+        .process_file_bytes(
+            &encode(&image, ImageFormat::Png),
+            &Options {
+                format: OutputFormat::WebpLossless,
+                ..Options::default()
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    let Rendered::Rgba(expected) = png else {
+        panic!()
+    };
+    assert_eq!(
+        image::load_from_memory_with_format(&webp, ImageFormat::WebP)
+            .unwrap()
+            .to_rgba8(),
+        expected
+    );
+}
+
+#[test]
+fn exif_orientation_is_applied() {
+    let image = red_square_on_blue(60, 20);
+    let jpeg = encode(&image, ImageFormat::Jpeg);
+    let rotated = corpus::jpeg_with_orientation(&jpeg, 6);
+    let decoded = decode(&rotated, 1_000_000).unwrap();
+    assert_eq!(
+        decoded.dimensions(),
+        (20, 60),
+        "orientation 6 turns the image upright"
+    );
+    let s = session(TinyModel::default());
+    let out = s
+        .process_file_bytes(&rotated, &Options::default(), &mut |_| {})
+        .unwrap();
+    assert_cutout(&out, 20, 60);
+}
+
+#[test]
+fn one_pixel_image_works() {
+    let s = session(TinyModel::default());
+    let out = s
+        .process_file_bytes(
+            &encode(&red_square_on_blue(1, 1), ImageFormat::Png),
+            &Options::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(
+        image::load_from_memory(&out)
+            .unwrap()
+            .to_rgba8()
+            .dimensions(),
+        (1, 1)
+    );
+}
+
+#[test]
+fn pixel_limit_applies_to_raw_pixels_too() {
+    let s = session(TinyModel::default());
+    let options = Options {
+        max_pixels: 100,
+        ..Options::default()
+    };
+    let err = s
+        .process_image(&red_square_on_blue(20, 10), &options, &mut |_| {})
+        .unwrap_err();
+    assert!(matches!(err, Error::TooManyPixels { .. }), "{err}");
+}
+
+#[test]
+fn fp16_model_runs_in_f32_and_agrees_with_the_f32_model() {
+    let half = TinyModel {
+        fp16: true,
+        ..TinyModel::default()
+    };
+    let model = Model::load(&half.onnx_bytes(), &half.entry()).unwrap();
+    assert!(model.widened_fp16());
+    let image = red_square_on_blue(64, 64);
+    let a = Session::new(model).segment(&image, &mut |_| {}).unwrap();
+    let b = session(TinyModel::default())
+        .segment(&image, &mut |_| {})
+        .unwrap();
+    let max_diff = a
+        .pixels()
+        .zip(b.pixels())
+        .map(|(p, q)| p[0].abs_diff(q[0]))
+        .max()
+        .unwrap();
+    assert!(max_diff <= 2, "fp16 and f32 masks differ by {max_diff}");
+}
+
+#[test]
+fn logit_models_get_a_sigmoid() {
+    let logits = TinyModel {
+        sigmoid: false,
+        ..TinyModel::default()
+    };
+    let mut entry = logits.entry();
+    entry.output.min_max_normalise = false; // RMBG-2.0 style: sigmoid only
+    let s = Session::new(Model::load(&logits.onnx_bytes(), &entry).unwrap());
+    let mask: GrayImage = s.segment(&red_square_on_blue(32, 32), &mut |_| {}).unwrap();
+    assert!(mask.get_pixel(16, 16)[0] >= 250, "red -> sigmoid(~9) ~ 1");
+    assert!(mask.get_pixel(0, 0)[0] <= 5, "blue -> sigmoid(~-5) ~ 0");
+}
+
+#[test]
+fn model_with_a_wrong_hash_is_refused_naming_both_hashes() {
+    let tiny = TinyModel::default();
+    let mut entry = tiny.entry();
+    entry.sha256 = Some("ab".repeat(32));
+    let err = Model::load(&tiny.onnx_bytes(), &entry)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&"ab".repeat(32)) && err.contains(&cutout::sha256_hex(&tiny.onnx_bytes())),
+        "{err}"
+    );
+    entry.sha256 = Some(cutout::sha256_hex(&tiny.onnx_bytes()));
+    Model::load(&tiny.onnx_bytes(), &entry).expect("right hash loads");
+}
+
+#[test]
+fn broken_models_are_refused_with_reasons() {
+    let tiny = TinyModel::default();
+    let entry = tiny.entry();
+    let good = tiny.onnx_bytes();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", vec![], "is empty"),
+        (
+            "text",
+            b"this is not a model".to_vec(),
+            "not a readable ONNX model",
+        ),
+        (
+            "truncated",
+            good[..good.len() / 2].to_vec(),
+            "not a readable ONNX model",
+        ),
+        (
+            "one channel",
+            TinyModel {
+                channels: 1,
+                ..tiny
+            }
+            .onnx_bytes(),
+            "1 channels, expected 3",
+        ),
+        (
+            "four channels",
+            TinyModel {
+                channels: 4,
+                ..tiny
+            }
+            .onnx_bytes(),
+            "4 channels, expected 3",
+        ),
+    ];
+    for (what, bytes, expected) in cases {
+        let err = Model::load(&bytes, &entry).unwrap_err();
+        assert!(matches!(err, Error::BadModel { .. }), "{what}: {err}");
+        assert!(err.to_string().contains(expected), "{what}: {err}");
+    }
+}
+
+#[test]
+fn only_the_mask_output_is_computed() {
+    let tiny = TinyModel::default();
+    let model = Model::load(&tiny.onnx_bytes(), &tiny.entry()).unwrap();
+    let names = model.node_names();
+    assert!(names.iter().any(|n| n.contains("mask_conv")), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.contains("side")),
+        "side output still computed: {names:?}"
+    );
+}
+
+#[test]
+fn bad_input_corpus_fails_cleanly() {
+    let s = session(TinyModel::default());
+    for bad in corpus::bad_input_corpus() {
+        let err = s
+            .process_file_bytes(&bad.bytes, &Options::default(), &mut |_| {})
+            .expect_err(bad.file_name)
+            .to_string();
+        assert!(err.contains(bad.expected), "{}: {err}", bad.file_name);
+    }
+}
+
+/// The e2e crate's generators, shared so both test suites use one corpus.
+#[allow(dead_code)]
+mod corpus {
+    include!("../../tests/src/corpus.rs");
+}
+use corpus::{encode, red_square_on_blue};

@@ -1,0 +1,228 @@
+// Generated test images and the corpus of broken inputs. Only `image` and std are used here, so
+// the engine crate's own tests include this file too (one corpus for every suite).
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageFormat, Rgba, RgbaImage};
+
+/// Red square (the "subject" the tiny model sees) on a blue background.
+pub fn red_square_on_blue(width: u32, height: u32) -> RgbaImage {
+    RgbaImage::from_fn(width, height, |x, y| {
+        let inside = x >= width / 4 && x < width * 3 / 4 && y >= height / 4 && y < height * 3 / 4;
+        if inside {
+            Rgba([230, 20, 20, 255])
+        } else {
+            Rgba([20, 40, 220, 255])
+        }
+    })
+}
+
+pub fn encode(image: &RgbaImage, format: ImageFormat) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    let dynamic = DynamicImage::ImageRgba8(image.clone());
+    let dynamic = match format {
+        // These encoders take no alpha.
+        ImageFormat::Jpeg | ImageFormat::Bmp => DynamicImage::ImageRgb8(dynamic.to_rgb8()),
+        _ => dynamic,
+    };
+    dynamic
+        .write_to(&mut out, format)
+        .expect("encode test image");
+    out.into_inner()
+}
+
+/// Wraps a baseline JPEG with an EXIF APP1 segment carrying `orientation` (1-8).
+pub fn jpeg_with_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8]);
+    let mut tiff = b"MM\0\x2A\0\0\0\x08".to_vec();
+    tiff.extend_from_slice(&1u16.to_be_bytes()); // one IFD entry
+    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
+    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+    tiff.extend_from_slice(&1u32.to_be_bytes());
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0]);
+    tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+fn png_with_ihdr(width: u32, height: u32) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]); // 8-bit RGBA
+    let crc = crc32(&ihdr);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    out.extend_from_slice(&13u32.to_be_bytes());
+    out.extend_from_slice(&ihdr);
+    out.extend_from_slice(&crc.to_be_bytes());
+    // An IDAT with a few bytes and IEND: never reached when the header is rejected.
+    let idat = b"IDAT\x78\x9c\x03\x00\x00\x00\x00\x01";
+    out.extend_from_slice(&((idat.len() - 4) as u32).to_be_bytes());
+    out.extend_from_slice(idat);
+    out.extend_from_slice(&crc32(idat).to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(b"IEND");
+    out.extend_from_slice(&crc32(b"IEND").to_be_bytes());
+    out
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn bmp_header(width: i32, height: i32) -> Vec<u8> {
+    let mut out = b"BM".to_vec();
+    out.extend_from_slice(&(54u32 + 16).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&54u32.to_le_bytes());
+    out.extend_from_slice(&40u32.to_le_bytes());
+    out.extend_from_slice(&width.to_le_bytes());
+    out.extend_from_slice(&height.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&24u16.to_le_bytes());
+    out.extend_from_slice(&[0; 24]);
+    out.extend_from_slice(&[0; 16]);
+    out
+}
+
+/// One broken input and a phrase its error message must contain.
+pub struct BadInput {
+    pub file_name: &'static str,
+    pub bytes: Vec<u8>,
+    pub expected: &'static str,
+}
+
+/// Broken, hostile and unsupported inputs. Every one must fail with `expected` in its message,
+/// quickly, without a panic.
+pub fn bad_input_corpus() -> Vec<BadInput> {
+    let valid = red_square_on_blue(64, 48);
+    let png = encode(&valid, ImageFormat::Png);
+    let jpeg = encode(&valid, ImageFormat::Jpeg);
+    let gif = encode(&valid, ImageFormat::Gif);
+    let webp = encode(&valid, ImageFormat::WebP);
+    let tiff = encode(&valid, ImageFormat::Tiff);
+    let half = |b: &[u8]| b[..b.len() / 2].to_vec();
+    let mut bad_crc = png.clone();
+    let idat = bad_crc
+        .windows(4)
+        .position(|w| w == b"IDAT")
+        .expect("png has IDAT");
+    bad_crc[idat + 6] ^= 0xFF;
+    let mut gif_huge = gif.clone();
+    gif_huge[6..10].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
+    let mut pseudo_random = vec![0u8; 4096];
+    let mut state = 0x1234_5678u32;
+    for b in pseudo_random.iter_mut() {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        *b = state as u8;
+    }
+    let corrupt = "corrupt or truncated";
+    let unknown = "not in a recognised image format";
+    let too_large = "too large";
+    vec![
+        BadInput {
+            file_name: "empty.png",
+            bytes: vec![],
+            expected: "empty",
+        },
+        BadInput {
+            file_name: "text-renamed.png",
+            bytes: b"just some text, not a picture\n".to_vec(),
+            expected: unknown,
+        },
+        BadInput {
+            file_name: "html-renamed.jpg",
+            bytes: b"<!doctype html><html><body>404</body></html>".to_vec(),
+            expected: unknown,
+        },
+        BadInput {
+            file_name: "random-bytes.jpg",
+            bytes: pseudo_random,
+            expected: unknown,
+        },
+        BadInput {
+            file_name: "truncated.jpg",
+            bytes: half(&jpeg),
+            expected: corrupt,
+        },
+        BadInput {
+            file_name: "truncated.png",
+            bytes: half(&png),
+            expected: corrupt,
+        },
+        BadInput {
+            file_name: "truncated.gif",
+            bytes: half(&gif),
+            expected: corrupt,
+        },
+        BadInput {
+            file_name: "truncated.webp",
+            bytes: half(&webp),
+            expected: corrupt,
+        },
+        BadInput {
+            file_name: "truncated.tiff",
+            bytes: half(&tiff),
+            expected: corrupt,
+        },
+        BadInput {
+            file_name: "signature-only.png",
+            bytes: png[..8].to_vec(),
+            expected: corrupt,
+        },
+        BadInput {
+            file_name: "bad-crc.png",
+            bytes: bad_crc,
+            expected: corrupt,
+        },
+        BadInput {
+            file_name: "huge-header.png",
+            bytes: png_with_ihdr(100_000, 100_000),
+            expected: too_large,
+        },
+        BadInput {
+            file_name: "huge-header.bmp",
+            bytes: bmp_header(100_000, 100_000),
+            expected: too_large,
+        },
+        BadInput {
+            file_name: "huge-header.gif",
+            bytes: gif_huge,
+            expected: too_large,
+        },
+        BadInput {
+            file_name: "zero-width.png",
+            bytes: png_with_ihdr(0, 16),
+            expected: "",
+        },
+        BadInput {
+            file_name: "image.avif",
+            bytes: b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf".to_vec(),
+            expected: "AVIF files are not supported",
+        },
+        BadInput {
+            file_name: "document.pdf",
+            bytes: b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n".to_vec(),
+            expected: "PDF files are not supported",
+        },
+    ]
+}

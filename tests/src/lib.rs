@@ -1,0 +1,84 @@
+//! Support for Cutout's end-to-end tests: where the CLI binary and the real models are, generated
+//! test images, and the corpus of broken inputs every shell must reject with a clear message.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+mod corpus;
+pub use corpus::*;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The release CLI. The test command builds it first (`cargo build --release`); `CUTOUT_BIN`
+/// overrides the location.
+pub fn cli_path() -> PathBuf {
+    let path = std::env::var_os("CUTOUT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/release/cutout"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --release` first",
+        path.display()
+    );
+    path
+}
+
+/// Runs the CLI with an isolated model cache, in `cwd`.
+pub fn run_cli(cwd: &Path, args: &[&str]) -> Output {
+    let output = Command::new(cli_path())
+        .args(args)
+        .current_dir(cwd)
+        .env("CUTOUT_CACHE_DIR", cwd.join(".cache"))
+        .env_remove("CUTOUT_MODEL_BASE_URL")
+        .output()
+        .expect("the CLI starts");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "the CLI panicked:\n{stderr}");
+    output
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A fresh empty directory under target/e2e-tmp (kept after the run for inspection).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = workspace_root().join("target/e2e-tmp").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// Directory of the shared fixtures (models, eval images), if this checkout has it beside it.
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("CUTOUT_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared"));
+    dir.is_dir().then_some(dir)
+}
+
+/// The real IS-Net quint8 model: ../shared/models, else the copy `models/fetch-isnet.sh` assembled
+/// from npm into target/models. `None` (and a loud message) when neither exists.
+pub fn real_model(file: &str) -> Option<PathBuf> {
+    let candidates = [
+        shared_dir().map(|d| d.join("models").join(file)),
+        Some(workspace_root().join("target/models").join(file)),
+    ];
+    let found = candidates.into_iter().flatten().find(|p| p.is_file());
+    if found.is_none() {
+        eprintln!(
+            "\n\n*** SKIPPING real-model test: {file} not found in ../shared/models or target/models.\n\
+             *** Run models/fetch-isnet.sh to fetch it from npm. ***\n"
+        );
+    }
+    found
+}
