@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod corpus;
+mod server;
 pub use corpus::*;
+pub use server::{Route, TestServer};
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,15 +30,23 @@ pub fn cli_path() -> PathBuf {
     path
 }
 
-/// Runs the CLI with an isolated model cache, in `cwd`.
+/// Runs the CLI in `cwd`, with a model cache of its own (`cwd/.cache`).
 pub fn run_cli(cwd: &Path, args: &[&str]) -> Output {
-    let output = Command::new(cli_path())
+    run_cli_with_env(cwd, args, &[])
+}
+
+/// Like [`run_cli`], with extra environment variables.
+pub fn run_cli_with_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(cli_path());
+    command
         .args(args)
         .current_dir(cwd)
         .env("CUTOUT_CACHE_DIR", cwd.join(".cache"))
-        .env_remove("CUTOUT_MODEL_BASE_URL")
-        .output()
-        .expect("the CLI starts");
+        .env_remove("CUTOUT_MODEL_BASE_URL");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().expect("the CLI starts");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("panicked"), "the CLI panicked:\n{stderr}");
     output

@@ -1,0 +1,464 @@
+//! The `cutout` CLI as a user runs it, on generated images and a tiny generated model: outputs,
+//! naming, overwrite protection, batches, URLs, model downloads and every failure path.
+
+use std::fs;
+use std::path::Path;
+
+use cutout::tiny_model::TinyModel;
+use cutout_e2e::*;
+use image::ImageFormat;
+
+fn write_tiny_model(dir: &Path) -> String {
+    let path = dir.join("tiny.onnx");
+    fs::write(&path, TinyModel::default().onnx_bytes()).unwrap();
+    path.display().to_string()
+}
+
+fn write_image(dir: &Path, name: &str, format: ImageFormat) -> String {
+    let path = dir.join(name);
+    fs::write(&path, encode(&red_square_on_blue(120, 90), format)).unwrap();
+    path.display().to_string()
+}
+
+fn assert_cutout_png(path: &Path, width: u32, height: u32) {
+    let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let img = image::load_from_memory_with_format(&bytes, ImageFormat::Png)
+        .expect("a PNG")
+        .to_rgba8();
+    assert_eq!(img.dimensions(), (width, height), "{}", path.display());
+    assert!(
+        img.get_pixel(width / 2, height / 2)[3] >= 250,
+        "subject opaque"
+    );
+    for (x, y) in [(0, 0), (width - 1, height - 1)] {
+        assert!(img.get_pixel(x, y)[3] <= 5, "background transparent");
+    }
+}
+
+#[test]
+fn single_image_to_named_output() {
+    let dir = temp_dir("cli-single");
+    let model = write_tiny_model(&dir);
+    let input = write_image(&dir, "photo.jpg", ImageFormat::Jpeg);
+    let out = run_cli(&dir, &["-i", &input, "-o", "out.png", "--model", &model]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("COMPLETED"), "{}", stdout(&out));
+    assert_cutout_png(&dir.join("out.png"), 120, 90);
+}
+
+#[test]
+fn without_output_a_random_hex_name_is_printed() {
+    let dir = temp_dir("cli-random-name");
+    let model = write_tiny_model(&dir);
+    let input = write_image(&dir, "photo.png", ImageFormat::Png);
+    let out = run_cli(&dir, &["-i", &input, "--model", &model]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let name = text.trim().rsplit(' ').next().unwrap();
+    assert!(
+        name.len() == 12
+            && name.ends_with(".png")
+            && name[..8].bytes().all(|b| b.is_ascii_hexdigit()),
+        "expected an 8-hex-digit name, got {text}"
+    );
+    assert_cutout_png(&dir.join(name), 120, 90);
+}
+
+#[test]
+fn existing_files_are_never_overwritten_without_force() {
+    let dir = temp_dir("cli-no-clobber");
+    let model = write_tiny_model(&dir);
+    let input = write_image(&dir, "photo.png", ImageFormat::Png);
+    fs::write(dir.join("out.png"), b"precious").unwrap();
+    let out = run_cli(&dir, &["-i", &input, "-o", "out.png", "--model", &model]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("already exists (use --force"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(fs::read(dir.join("out.png")).unwrap(), b"precious");
+    let out = run_cli(
+        &dir,
+        &["-i", &input, "-o", "out.png", "--model", &model, "--force"],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_cutout_png(&dir.join("out.png"), 120, 90);
+    // Writing over the input itself is refused even with --force.
+    let out = run_cli(
+        &dir,
+        &["-i", &input, "-o", &input, "--model", &model, "--force"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("over its own input"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn output_options_mask_background_crop_webp() {
+    let dir = temp_dir("cli-options");
+    let model = write_tiny_model(&dir);
+    let input = write_image(&dir, "photo.png", ImageFormat::Png);
+    let run = |extra: &[&str]| {
+        let mut args = vec!["-i", input.as_str(), "--model", model.as_str(), "--force"];
+        args.extend_from_slice(extra);
+        let out = run_cli(&dir, &args);
+        assert!(
+            out.status.success(),
+            "{extra:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    };
+    run(&["-o", "mask.png", "--mask-only"]);
+    let mask = image::open(dir.join("mask.png")).unwrap();
+    assert_eq!(mask.color(), image::ColorType::L8);
+    run(&["-o", "white.png", "--bg", "white"]);
+    let white = image::open(dir.join("white.png")).unwrap().to_rgba8();
+    assert_eq!(white.get_pixel(0, 0).0, [255, 255, 255, 255]);
+    run(&["-o", "crop.png", "--crop", "--crop-margin", "2"]);
+    let (w, h) = image::open(dir.join("crop.png"))
+        .unwrap()
+        .to_rgba8()
+        .dimensions();
+    assert!(
+        w < 70 && h < 55,
+        "cropped to the 60x45 subject plus margin, got {w}x{h}"
+    );
+    run(&["-o", "out.webp"]);
+    assert_eq!(
+        image::ImageFormat::from_path(dir.join("out.webp")).unwrap(),
+        ImageFormat::WebP
+    );
+    assert_eq!(&fs::read(dir.join("out.webp")).unwrap()[8..12], b"WEBP");
+    let out = run_cli(&dir, &["-i", &input, "--model", &model, "-o", "x.jpg"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("name the output .png or .webp"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_cli(
+        &dir,
+        &["-i", &input, "--model", &model, "--bg", "not-a-colour"],
+    );
+    assert!(stderr(&out).contains("is not a colour"), "{}", stderr(&out));
+}
+
+#[test]
+fn batch_of_directory_glob_and_broken_files_reports_each() {
+    let dir = temp_dir("cli-batch");
+    let model = write_tiny_model(&dir);
+    let inputs = dir.join("in");
+    fs::create_dir_all(&inputs).unwrap();
+    write_image(&inputs, "a.png", ImageFormat::Png);
+    write_image(&inputs, "b.jpg", ImageFormat::Jpeg);
+    write_image(&inputs, "c.webp", ImageFormat::WebP);
+    fs::write(inputs.join("broken.png"), b"not an image").unwrap();
+    let glob = format!("{}/*.jpg", inputs.display());
+    let out = run_cli(
+        &dir,
+        &[
+            "-i",
+            inputs.to_str().unwrap(),
+            &glob,
+            "missing.png",
+            "-o",
+            "out/",
+            "--model",
+            &model,
+        ],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(text.matches("COMPLETED").count(), 4, "{text}"); // a, b, c and b again via the glob
+    assert!(text.contains("FAILED missing.png: no such file"), "{text}");
+    assert!(text.contains("broken.png: not a supported image"), "{text}");
+    assert!(text.contains("4 completed, 2 failed"), "{text}");
+    for name in ["a.png", "b.png", "c.png", "b-2.png"] {
+        assert_cutout_png(&dir.join("out").join(name), 120, 90);
+    }
+}
+
+#[test]
+fn every_broken_input_fails_with_a_clear_reason() {
+    let dir = temp_dir("cli-bad-inputs");
+    let model = write_tiny_model(&dir);
+    let corpus = bad_input_corpus();
+    assert!(corpus.len() >= 15);
+    let mut args = vec![
+        "-o".to_string(),
+        "out/".into(),
+        "--model".into(),
+        model.clone(),
+        "-i".into(),
+    ];
+    for bad in &corpus {
+        let path = dir.join(bad.file_name);
+        fs::write(&path, &bad.bytes).unwrap();
+        args.push(path.display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_cli(&dir, &args);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for bad in &corpus {
+        let line = text
+            .lines()
+            .find(|l| l.contains(bad.file_name))
+            .unwrap_or_else(|| panic!("no status line for {}:\n{text}", bad.file_name));
+        assert!(
+            line.starts_with("FAILED") && line.contains(bad.expected),
+            "{}: {line}",
+            bad.file_name
+        );
+    }
+    assert!(!dir.join("out").exists() || fs::read_dir(dir.join("out")).unwrap().next().is_none());
+}
+
+#[test]
+fn broken_models_are_refused_with_reasons() {
+    let dir = temp_dir("cli-bad-models");
+    let input = write_image(&dir, "photo.png", ImageFormat::Png);
+    let good = TinyModel::default().onnx_bytes();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty.onnx", vec![], "is empty"),
+        (
+            "text.onnx",
+            b"definitely not protobuf".to_vec(),
+            "not a readable ONNX model",
+        ),
+        (
+            "truncated.onnx",
+            good[..good.len() / 2].to_vec(),
+            "not a readable ONNX model",
+        ),
+        (
+            "wrong-shape.onnx",
+            TinyModel {
+                channels: 1,
+                ..TinyModel::default()
+            }
+            .onnx_bytes(),
+            "expected 3 (RGB)",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        fs::write(dir.join(name), bytes).unwrap();
+        let out = run_cli(&dir, &["-i", &input, "--model", name]);
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        assert!(stderr(&out).contains(expected), "{name}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(name),
+            "the message names the model file: {}",
+            stderr(&out)
+        );
+    }
+    fs::write(dir.join("tiny.onnx"), &good).unwrap();
+    let wrong = "0".repeat(64);
+    let out = run_cli(
+        &dir,
+        &[
+            "-i",
+            &input,
+            "--model",
+            "tiny.onnx",
+            "--model-sha256",
+            &wrong,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("hash mismatch") && stderr(&out).contains(&wrong),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_cli(&dir, &["-i", &input, "--model", "nope.onnx"]);
+    assert!(
+        stderr(&out).contains("model file not found: nope.onnx"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_cli(&dir, &["-i", &input, "--model", "no-such-id"]);
+    assert!(
+        stderr(&out).contains("unknown model 'no-such-id'") && stderr(&out).contains("rmbg-1.4")
+    );
+}
+
+#[test]
+fn a_model_without_download_says_where_to_put_it() {
+    let dir = temp_dir("cli-missing-model");
+    let input = write_image(&dir, "photo.png", ImageFormat::Png);
+    let out = run_cli(&dir, &["-i", &input, "--model", "isnet"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("Put the file at") && err.contains(".cache/models/isnet_quint8.onnx"),
+        "{err}"
+    );
+    assert!(err.contains("models/fetch-isnet.sh"), "{err}");
+}
+
+#[test]
+fn list_models_shows_the_manifest() {
+    let dir = temp_dir("cli-list");
+    let out = run_cli(&dir, &["--list-models"]);
+    assert!(out.status.success());
+    for id in [
+        "rmbg-1.4",
+        "rmbg-1.4-fp16",
+        "rmbg-1.4-fp32",
+        "rmbg-2.0",
+        "isnet",
+        "isnet-fp16",
+    ] {
+        assert!(stdout(&out).contains(id), "{id}");
+    }
+    assert!(stdout(&out).contains("(default)"));
+}
+
+#[test]
+fn url_inputs_download_with_limits_and_clear_errors() {
+    let dir = temp_dir("cli-urls");
+    let model = write_tiny_model(&dir);
+    let server = TestServer::start();
+    server.add(
+        "/photo.png",
+        Route::File(encode(&red_square_on_blue(120, 90), ImageFormat::Png)),
+    );
+    server.add(
+        "/cut.jpg",
+        Route::Cut {
+            body: encode(&red_square_on_blue(120, 90), ImageFormat::Jpeg),
+            sent: 100,
+        },
+    );
+    let ok = server.url("/photo.png?size=large");
+    let missing = server.url("/missing.jpg");
+    let cut = server.url("/cut.jpg");
+    let out = run_cli(
+        &dir,
+        &[
+            "-i",
+            &ok,
+            &missing,
+            &cut,
+            "ftp://example.com/x.png",
+            "-o",
+            "out/",
+            "--model",
+            &model,
+        ],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains(&format!("COMPLETED {ok}")), "{text}");
+    assert_cutout_png(&dir.join("out/photo.png"), 120, 90);
+    assert!(text.contains("HTTP 404"), "{text}");
+    assert!(text.contains(&format!("FAILED {cut}")), "{text}");
+    assert!(text.contains("'ftp' URLs are not supported"), "{text}");
+    let out = run_cli(
+        &dir,
+        &[
+            "-i",
+            &ok,
+            "-o",
+            "small.png",
+            "--model",
+            &model,
+            "--max-download-bytes",
+            "100",
+        ],
+    );
+    assert!(
+        stdout(&out).contains("over the 100-byte download limit"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!dir.join("small.png").exists());
+}
+
+#[test]
+fn models_from_urls_are_downloaded_once_verified_and_never_kept_broken() {
+    let dir = temp_dir("cli-model-download");
+    let input = write_image(&dir, "photo.png", ImageFormat::Png);
+    let tiny = TinyModel::default().onnx_bytes();
+    let hash = cutout::sha256_hex(&tiny);
+    let server = TestServer::start();
+    server.add("/m/tiny.onnx", Route::File(tiny.clone()));
+    server.add(
+        "/m/cut.onnx",
+        Route::Cut {
+            body: tiny.clone(),
+            sent: tiny.len() / 3,
+        },
+    );
+    let url = server.url("/m/tiny.onnx");
+    for round in 0..2 {
+        let out = run_cli(
+            &dir,
+            &[
+                "-i",
+                &input,
+                "-o",
+                "out.png",
+                "--force",
+                "--model",
+                &url,
+                "--model-sha256",
+                &hash,
+            ],
+        );
+        assert!(out.status.success(), "round {round}: {}", stderr(&out));
+    }
+    assert_eq!(
+        server.hits("/m/tiny.onnx"),
+        1,
+        "the second run uses the cache"
+    );
+    assert_cutout_png(&dir.join("out.png"), 120, 90);
+
+    let wrong = "1".repeat(64);
+    let other = temp_dir("cli-model-download-mismatch");
+    let out = run_cli(
+        &other,
+        &["-i", &input, "--model", &url, "--model-sha256", &wrong],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&hash) && stderr(&out).contains(&wrong),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        files_under(&other.join(".cache")).is_empty(),
+        "nothing unverified is kept"
+    );
+
+    let cut = server.url("/m/cut.onnx");
+    let out = run_cli(&other, &["-i", &input, "--model", &cut]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("was cut after"), "{}", stderr(&out));
+    assert!(
+        files_under(&other.join(".cache")).is_empty(),
+        "no partial file is kept"
+    );
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = vec![];
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.extend(files_under(&path));
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
