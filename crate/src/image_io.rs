@@ -94,9 +94,29 @@ fn jpeg_is_truncated(bytes: &[u8]) -> bool {
     !tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
+/// `(width, height)` from the header alone, with the same checks and messages as [`decode`]
+/// (before EXIF orientation is applied): lets a shell refuse a gigantic image before any
+/// decoder allocates its pixels.
+pub fn probe_dimensions(bytes: &[u8], max_pixels: u64) -> Result<(u32, u32)> {
+    Ok(open_decoder(bytes, max_pixels)?.dimensions())
+}
+
 /// Decodes `bytes` to RGBA8 with EXIF orientation applied. The header's size is checked against
 /// `max_pixels` before the pixel data is touched.
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbaImage> {
+    let mut decoder = open_decoder(bytes, max_pixels)?;
+    // A broken EXIF block should not cost the user the image: fall back to no rotation.
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    image.apply_orientation(orientation);
+    Ok(image.into_rgba8())
+}
+
+/// Recognises the format and reads the header; refuses empty, unknown, zero-sized, too large
+/// and visibly truncated images.
+fn open_decoder(bytes: &[u8], max_pixels: u64) -> Result<impl ImageDecoder + '_> {
     if bytes.is_empty() {
         return Err(Error::EmptyInput);
     }
@@ -121,9 +141,9 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbaImage> {
     };
     let mut limits = image::Limits::default();
     // Room for the largest allowed image at 16 bits per channel plus decoder scratch.
-    limits.max_alloc = Some((max_pixels.saturating_mul(8)).max(512 << 20));
+    limits.max_alloc = Some(max_pixels.saturating_mul(8).max(512 << 20));
     reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let decoder = reader.into_decoder().map_err(corrupt)?;
     let (width, height) = decoder.dimensions();
     if width == 0 || height == 0 {
         return Err(Error::ZeroSize { width, height });
@@ -140,13 +160,7 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbaImage> {
             detail: "the JPEG data ends before its end marker".into(),
         });
     }
-    // A broken EXIF block should not cost the user the image: fall back to no rotation.
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
-    image.apply_orientation(orientation);
-    Ok(image.into_rgba8())
+    Ok(decoder)
 }
 
 /// Encodes an RGBA image.

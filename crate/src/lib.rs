@@ -7,12 +7,15 @@ pub mod error;
 pub mod image_io;
 pub mod manifest;
 pub mod model;
+mod ort_resize;
 pub mod pipeline;
 mod resize;
 #[doc(hidden)]
 pub mod tiny_model;
 
 pub use error::{Error, Result};
+/// The `image` crate this engine speaks, for shells that build pixel buffers.
+pub use image;
 pub use image_io::{decode, OutputFormat, DEFAULT_MAX_PIXELS};
 pub use manifest::{Manifest, ModelEntry};
 pub use model::{sha256_hex, Model};

@@ -179,9 +179,15 @@ impl Model {
                 ))
                 .map_err(|e| bad_model("converting fp16 to f32", format!("{e:#}")))?;
         }
-        let optimised = typed
-            .into_optimized()
-            .map_err(|e| bad_model("optimising the graph", format!("{e:#}")))?;
+        let optimise = |mut typed: TypedModel| -> TractResult<TypedModel> {
+            typed.declutter()?;
+            // Bit-exact with the reference pipeline on quantised graphs (see ort_resize).
+            crate::ort_resize::use_ort_bilinear(&mut typed)?;
+            typed.optimize()?;
+            Ok(typed)
+        };
+        let optimised =
+            optimise(typed).map_err(|e| bad_model("optimising the graph", format!("{e:#}")))?;
         let out_fact = optimised
             .output_fact(0)
             .map_err(|e| bad_model("output", e))?

@@ -295,6 +295,16 @@ impl Session {
         options: &Options,
         progress: &mut dyn FnMut(Stage),
     ) -> Result<Rendered> {
+        Ok(self.process_image_with_mask(image, options, progress)?.0)
+    }
+
+    /// Like [`Session::process_image`], also returning the full-size alpha mask.
+    pub fn process_image_with_mask(
+        &self,
+        image: &RgbaImage,
+        options: &Options,
+        progress: &mut dyn FnMut(Stage),
+    ) -> Result<(Rendered, GrayImage)> {
         if image.width() as u64 * image.height() as u64 > options.max_pixels {
             return Err(Error::TooManyPixels {
                 width: image.width(),
@@ -303,7 +313,8 @@ impl Session {
             });
         }
         let alpha = self.segment(image, progress)?;
-        render(image, &alpha, options)
+        let rendered = render(image, &alpha, options)?;
+        Ok((rendered, alpha))
     }
 
     /// Raw RGBA pixels (e.g. a canvas's ImageData) in, rendered result out.

@@ -106,7 +106,7 @@ fn real_photos_get_opaque_subjects_and_transparent_backgrounds() {
         "{:<28} {:>8} {:>8} {:>6}",
         "DAVIS frame", "subject", "backgr.", "IoU"
     );
-    let mut ious = vec![];
+    let mut all = vec![];
     for image in &davis {
         let stem = image.file_stem().unwrap().to_str().unwrap();
         let cutout = decoded_output(&dir.join("out").join(format!("{stem}.png")));
@@ -129,17 +129,28 @@ fn real_photos_get_opaque_subjects_and_transparent_backgrounds() {
             s.subject_opaque, s.background_transparent, s.iou
         );
         assert!(
-            s.background_transparent >= BACKGROUND_MIN,
+            s.background_transparent >= BACKGROUND_MIN_PER_FRAME,
             "{stem}: background transparent ({:.3})",
             s.background_transparent
         );
-        ious.push(s.iou);
+        all.push(s);
     }
-    let mean_iou = ious.iter().sum::<f64>() / ious.len() as f64;
-    println!("mean IoU {mean_iou:.3}");
-    assert!(mean_iou >= MEAN_IOU_MIN, "mean IoU {mean_iou:.3}");
+    let mean = |f: fn(&Scores) -> f64| all.iter().map(f).sum::<f64>() / all.len() as f64;
+    let (subject, background, iou) = (
+        mean(|s| s.subject_opaque),
+        mean(|s| s.background_transparent),
+        mean(|s| s.iou),
+    );
+    println!("{:<28} {subject:>8.3} {background:>8.3} {iou:>6.3}", "MEAN");
+    assert!(subject >= 0.85, "subjects opaque on average ({subject:.3})");
+    assert!(
+        background >= 0.95,
+        "backgrounds transparent on average ({background:.3})"
+    );
+    assert!(iou >= 0.70, "mean IoU {iou:.3}");
 }
 
-/// Thresholds set from measured runs with margin (see the closing numbers in the README).
-const BACKGROUND_MIN: f64 = 0.5;
-const MEAN_IOU_MIN: f64 = 0.0;
+/// Measured with IS-Net quint8: worst frame 0.735 (soapbox_00000, where the model also keeps the
+/// crowd), means 0.90 subject / 0.98 background / 0.77 IoU. A broken pipeline (flipped or shifted
+/// mask, wrong normalisation) lands far below these.
+const BACKGROUND_MIN_PER_FRAME: f64 = 0.70;
