@@ -1,11 +1,29 @@
-# Cutout: `make run` removes the background of the example photo; `make test` runs every test.
+# Cutout. `make serve` builds and serves the web app; `make test` runs every test.
 SHELL := /bin/bash
 PYTHON := .venv/bin/python
 SHARED ?= ../shared
 EXAMPLE := $(SHARED)/eval/example_input.jpg
-CLI := target/release/cutout
+TARGET := $(or $(CARGO_TARGET_DIR),target)
+CLI := $(TARGET)/release/cutout
+PORT ?= 8080
+# CI checks decoder parity on a subset to save time; `make parity PARITY_ARGS=` runs it on all.
+PARITY_ARGS ?= --decoder-images 11
+ISNET_SHA256 := 7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a
 
-.PHONY: run cli test venv test-models rust-tests parity eval bench-native lint
+.PHONY: serve build run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench-native lint tools
+
+# The web app on http://127.0.0.1:$(PORT)/ (IS-Net from ../shared or target/models mounted at /models).
+serve: build
+	@models=$$( [ -f $(SHARED)/models/isnet_quint8.onnx ] && echo $(SHARED)/models || echo target/models ); \
+	if [ -f $$models/isnet_quint8.onnx ]; then \
+	  echo "Open http://127.0.0.1:$(PORT)/?model=/models/isnet_quint8.onnx&sha256=$(ISNET_SHA256)"; \
+	  echo "(or http://127.0.0.1:$(PORT)/ for the manifest's default model, downloaded from its URL)"; \
+	  node www/serve.mjs --port $(PORT) --mount /models=$$models; \
+	else node www/serve.mjs --port $(PORT); fi
+
+# The deployable static site in www/dist (both wasm builds, page, worker, manifest).
+build:
+	www/build.sh
 
 cli:
 	cargo build --release
@@ -17,10 +35,18 @@ run: cli
 	input=$$( [ -f $(EXAMPLE) ] && echo $(EXAMPLE) || echo "$${INPUT:?set INPUT=photo.jpg}" ); \
 	$(CLI) -i "$$input" -o example-cutout.png --force --model "$$model" --timings
 
+# Installs the toolchain pieces the build and tests need (idempotent).
+tools:
+	.ci/install-tools
+
 venv: .venv/.installed
 .venv/.installed: tests/python/requirements.txt
 	python3 -m venv .venv
 	.venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+	touch $@
+
+tests/browser/node_modules/.installed: tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --silent
 	touch $@
 
 # Real models for tests: ../shared/models, else assembled from npm into target/models.
@@ -31,10 +57,19 @@ test-models:
 rust-tests: cli
 	cargo test --release --workspace
 
-parity: venv cli
-	$(PYTHON) tests/python/parity.py
+# The wasm API in headless Chromium (shares the SIMD build's target dir).
+wasm-tests:
+	RUSTFLAGS="-C target-feature=+simd128" CARGO_TARGET_DIR=$(TARGET)/wasm-simd \
+	CHROMEDRIVER=$$(command -v chromedriver) WASM_BINDGEN_TEST_TIMEOUT=300 \
+	cargo test --release -p cutout-wasm --target wasm32-unknown-unknown
 
-test: venv test-models rust-tests parity
+browser-tests: build tests/browser/node_modules/.installed
+	cd tests/browser && npm test
+
+parity: venv cli
+	$(PYTHON) tests/python/parity.py $(PARITY_ARGS)
+
+test: venv test-models rust-tests parity build wasm-tests browser-tests
 
 eval: venv cli
 	$(PYTHON) tests/python/eval.py
@@ -45,3 +80,5 @@ bench-native: venv cli
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
+	RUSTFLAGS="-C target-feature=+simd128" CARGO_TARGET_DIR=$(TARGET)/wasm-simd \
+	cargo clippy --release -p cutout-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings

@@ -11,7 +11,8 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("CUTOUT_SHARED_DIR", ROOT.parent / "shared"))
-CLI = Path(os.environ.get("CUTOUT_BIN", ROOT / "target" / "release" / "cutout"))
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+CLI = Path(os.environ.get("CUTOUT_BIN", TARGET / "release" / "cutout"))
 
 
 def find_model(file_name):

@@ -17,11 +17,14 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// The release CLI. The test command builds it first (`cargo build --release`); `CUTOUT_BIN`
-/// overrides the location.
+/// overrides the location, and `CARGO_TARGET_DIR` is honoured.
 pub fn cli_path() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
     let path = std::env::var_os("CUTOUT_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/release/cutout"));
+        .unwrap_or_else(|| target.join("release/cutout"));
     assert!(
         path.is_file(),
         "{} is missing: run `cargo build --release` first",

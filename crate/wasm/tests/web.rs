@@ -1,0 +1,189 @@
+//! The wasm API in headless Chromium (wasm-bindgen-test), on the tiny generated model.
+#![cfg(target_arch = "wasm32")]
+
+use cutout::image::{self, ImageFormat, Rgba, RgbaImage};
+use cutout::tiny_model::TinyModel;
+use cutout_wasm::{manifest_json, probe_dimensions_js, Engine};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn engine() -> Engine {
+    let tiny = TinyModel::default();
+    let entry = serde_json::to_string(&tiny.entry()).unwrap();
+    Engine::new(&tiny.onnx_bytes(), &entry)
+        .map_err(JsValue::from)
+        .expect("tiny model loads")
+}
+
+fn red_square(width: u32, height: u32) -> RgbaImage {
+    RgbaImage::from_fn(width, height, |x, y| {
+        let inside = x >= width / 4 && x < width * 3 / 4 && y >= height / 4 && y < height * 3 / 4;
+        if inside {
+            Rgba([230, 20, 20, 255])
+        } else {
+            Rgba([20, 40, 220, 255])
+        }
+    })
+}
+
+fn options(json: &str) -> JsValue {
+    js_sys::JSON::parse(json).unwrap()
+}
+
+fn message<T>(result: Result<T, JsError>) -> String {
+    match result {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => js_sys::Error::from(JsValue::from(e)).message().into(),
+    }
+}
+
+#[wasm_bindgen_test]
+fn rgba_pixels_become_a_transparent_png_with_progress() {
+    let engine = engine();
+    assert_eq!(engine.input_size(), vec![32, 32]);
+    let image = red_square(60, 40);
+    let stages = js_sys::Array::new();
+    let record = Closure::<dyn Fn(JsValue)>::new({
+        let stages = stages.clone();
+        move |stage: JsValue| {
+            stages.push(&stage);
+        }
+    });
+    let mut out = engine
+        .process_rgba(
+            image.into_raw(),
+            60,
+            40,
+            options("{}"),
+            Some(record.as_ref().unchecked_ref::<js_sys::Function>().clone()),
+        )
+        .map_err(JsValue::from)
+        .unwrap();
+    assert_eq!((out.width(), out.height()), (60, 40));
+    assert_eq!(out.mime(), "image/png");
+    let png = image::load_from_memory_with_format(&out.take_bytes(), ImageFormat::Png)
+        .unwrap()
+        .to_rgba8();
+    assert_eq!(png.get_pixel(30, 20)[3], 255);
+    assert_eq!(png.get_pixel(0, 0)[3], 0);
+    let names: Vec<String> = stages.iter().map(|s| s.as_string().unwrap()).collect();
+    assert_eq!(names, ["preprocess", "inference", "postprocess", "encode"]);
+}
+
+#[wasm_bindgen_test]
+fn options_mask_background_crop_and_webp() {
+    let engine = engine();
+    let pixels = || red_square(40, 40).into_raw();
+    let mut out = engine
+        .process_rgba(
+            pixels(),
+            40,
+            40,
+            options(r#"{"output":"mask","withMask":true}"#),
+            None,
+        )
+        .map_err(JsValue::from)
+        .unwrap();
+    let mask = image::load_from_memory(&out.take_bytes()).unwrap();
+    assert_eq!(mask.color(), image::ColorType::L8);
+    assert!(out.take_mask_png().is_some());
+    let mut out = engine
+        .process_rgba(
+            pixels(),
+            40,
+            40,
+            options(r##"{"background":"#ffffff","crop":2}"##),
+            None,
+        )
+        .map_err(JsValue::from)
+        .unwrap();
+    let img = image::load_from_memory(&out.take_bytes())
+        .unwrap()
+        .to_rgba8();
+    assert!(
+        img.width() < 40 && img.pixels().all(|p| p[3] == 255),
+        "cropped and opaque"
+    );
+    let out = engine
+        .process_rgba(pixels(), 40, 40, options(r#"{"output":"webp"}"#), None)
+        .map_err(JsValue::from)
+        .unwrap();
+    assert_eq!(out.mime(), "image/webp");
+}
+
+#[wasm_bindgen_test]
+fn encoded_tiff_is_decoded_by_the_engine() {
+    let mut tiff = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgba8(red_square(30, 20))
+        .write_to(&mut tiff, ImageFormat::Tiff)
+        .unwrap();
+    let engine = engine();
+    let out = engine
+        .process_encoded(tiff.get_ref(), options("{}"), None)
+        .map_err(JsValue::from)
+        .unwrap();
+    assert_eq!((out.width(), out.height()), (30, 20));
+    assert_eq!(
+        probe_dimensions_js(tiff.get_ref(), 1e6)
+            .map_err(JsValue::from)
+            .unwrap(),
+        vec![30, 20]
+    );
+}
+
+#[wasm_bindgen_test]
+fn errors_are_js_errors_with_clear_messages() {
+    let engine = engine();
+    let err = message(engine.process_encoded(b"plain text", options("{}"), None));
+    assert!(err.contains("not a supported image"), "{err}");
+    let err = message(engine.process_rgba(vec![0; 10], 4, 4, options("{}"), None));
+    assert!(err.contains("10 bytes but 4x4 RGBA needs 64"), "{err}");
+    let err = message(engine.process_rgba(
+        red_square(4, 4).into_raw(),
+        4,
+        4,
+        options(r#"{"output":"jpeg"}"#),
+        None,
+    ));
+    assert!(err.contains("unknown output 'jpeg'"), "{err}");
+    let err = message(engine.process_rgba(
+        red_square(4, 4).into_raw(),
+        4,
+        4,
+        options(r#"{"background":"nope"}"#),
+        None,
+    ));
+    assert!(err.contains("is not a colour"), "{err}");
+    let err = message(engine.process_rgba(
+        red_square(20, 20).into_raw(),
+        20,
+        20,
+        options(r#"{"maxPixels":100}"#),
+        None,
+    ));
+    assert!(err.contains("too large"), "{err}");
+    let err = message(Engine::new(b"not a model", "rmbg-1.4"));
+    assert!(
+        err.contains("hash mismatch"),
+        "the manifest entry's sha256 is checked: {err}"
+    );
+    let tiny = TinyModel::default();
+    let err = message(Engine::new(
+        &tiny.onnx_bytes()[..100],
+        &serde_json::to_string(&tiny.entry()).unwrap(),
+    ));
+    assert!(err.contains("unusable model"), "{err}");
+    let err = message(Engine::new(&tiny.onnx_bytes(), "no-such-model"));
+    assert!(
+        err.contains("neither a manifest entry nor a model id"),
+        "{err}"
+    );
+}
+
+#[wasm_bindgen_test]
+fn the_manifest_is_available_to_js() {
+    let manifest: serde_json::Value = serde_json::from_str(&manifest_json()).unwrap();
+    assert_eq!(manifest["default"], "rmbg-1.4");
+}

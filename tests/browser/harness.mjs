@@ -1,0 +1,129 @@
+// Shared set-up for the browser tests: the built site served on 127.0.0.1 (with the real models
+// mounted beside it), and Debian's Chromium driven by playwright-core with a fresh profile.
+import { execSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { createServer } from '../../www/serve.mjs';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const DIST = join(ROOT, 'www/dist');
+export const SHARED = process.env.CUTOUT_SHARED_DIR || join(ROOT, '../shared');
+export const ISNET_SHA256 = '7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a';
+
+// The real model: ../shared/models, else the npm-assembled copy in target/models.
+export function modelDir() {
+  for (const dir of [join(SHARED, 'models'), join(ROOT, 'target/models')]) {
+    if (existsSync(join(dir, 'isnet_quint8.onnx'))) return dir;
+  }
+  return null;
+}
+
+export function chromiumPath() {
+  if (process.env.CHROMIUM) return process.env.CHROMIUM;
+  try {
+    return execSync('command -v chromium || command -v chromium-browser', { shell: '/bin/bash' }).toString().trim();
+  } catch {
+    return null;
+  }
+}
+
+// Starts the server; `hits` counts requests per path; `handlers` serve test-only routes.
+export async function serve({ mounts = {}, handlers = {} } = {}) {
+  const hits = new Map();
+  const server = createServer({
+    root: DIST,
+    mounts,
+    handlers,
+    onRequest: (path) => hits.set(path, (hits.get(path) || 0) + 1),
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  const base = `http://127.0.0.1:${server.address().port}`;
+  return { base, hits, close: () => new Promise((ok) => server.close(ok)) };
+}
+
+export async function launch() {
+  const userDataDir = mkdtempSync(join(tmpdir(), 'cutout-chromium-'));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: chromiumPath(),
+    headless: true,
+    viewport: { width: 1100, height: 900 },
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync',
+    ],
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  const consoleLines = [];
+  page.on('console', (msg) => consoleLines.push(`${msg.type()}: ${msg.text()}`));
+  page.on('pageerror', (err) => consoleLines.push(`pageerror: ${err.message}`));
+  return {
+    context,
+    page,
+    consoleLines,
+    close: async () => {
+      await context.close();
+      rmSync(userDataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function waitForModel(page, timeout = 180_000) {
+  await page.waitForFunction(() => document.body.dataset.modelReady === 'true', null, { timeout, polling: 250 });
+}
+
+// Waits until the queue item for `name` reaches a final state and returns it.
+export async function waitForItem(page, name, timeout = 300_000) {
+  const handle = await page.waitForFunction(
+    (n) => {
+      const item = [...document.querySelectorAll('.item')].find((el) => el.querySelector('.name').textContent === n);
+      const status = item?.dataset.status;
+      return status === 'completed' || status === 'failed' || status === 'cancelled' ? status : false;
+    },
+    name,
+    { timeout, polling: 250 },
+  );
+  return handle.jsonValue();
+}
+
+export async function itemInfo(page, name) {
+  return page.evaluate((n) => {
+    const item = [...document.querySelectorAll('.item')].find((el) => el.querySelector('.name').textContent === n);
+    const link = item.querySelector('a[download]');
+    return {
+      status: item.dataset.status,
+      text: item.querySelector('.status').textContent,
+      href: link && !link.hidden ? link.href : null,
+      download: link && !link.hidden ? link.download : null,
+    };
+  }, name);
+}
+
+// Reads the result blob the page offers, inside the page: PNG signature, size and alpha samples.
+export async function inspectResult(page, href, points) {
+  return page.evaluate(
+    async ({ href, points }) => {
+      const blob = await (await fetch(href)).blob();
+      const bytes = new Uint8Array(await blob.arrayBuffer());
+      const signature = Array.from(bytes.slice(0, 8));
+      const bitmap = await createImageBitmap(blob, { premultiplyAlpha: 'none', colorSpaceConversion: 'none' });
+      const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+      const context = canvas.getContext('2d');
+      context.drawImage(bitmap, 0, 0);
+      const patchMean = ([x, y, size]) => {
+        const data = context.getImageData(x, y, size, size).data;
+        let sum = 0;
+        for (let i = 3; i < data.length; i += 4) sum += data[i];
+        return sum / (size * size);
+      };
+      return { type: blob.type, signature, width: bitmap.width, height: bitmap.height, alphas: points.map(patchMean) };
+    },
+    { href, points },
+  );
+}
+
+export async function cachedModelUrls(page) {
+  return page.evaluate(async () => (await (await caches.open('cutout-models-v1')).keys()).map((r) => r.url));
+}

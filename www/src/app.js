@@ -1,0 +1,488 @@
+// The page: input, queue and results. All pixel work happens in worker.js.
+import { createZip } from './zip.js';
+
+const $ = (id) => document.getElementById(id);
+const STAGE_PERCENT = { decode: 2, preprocess: 6, inference: 8, postprocess: 92, encode: 96 };
+
+const state = {
+  manifest: null,
+  config: {},
+  worker: null,
+  workerReady: false,
+  model: null, // {key, url, sha256, size, entry, file}
+  modelReady: false,
+  modelError: null,
+  items: [],
+  nextId: 1,
+  running: null, // the item the worker is processing
+  expectedInferenceMs: 20000,
+};
+
+function announce(text) {
+  $('announcer').textContent = text;
+}
+
+// ---- worker lifecycle ---------------------------------------------------------------------------
+
+function startWorker() {
+  const variant = new URLSearchParams(location.search).get('variant');
+  const url = new URL('worker.js', location.href);
+  if (variant) url.searchParams.set('variant', variant);
+  state.worker = new Worker(url, { type: 'module' });
+  state.workerReady = false;
+  state.modelReady = false;
+  document.body.dataset.modelReady = 'false';
+  state.worker.onmessage = ({ data }) => onWorkerMessage(data);
+  state.worker.onerror = (event) => {
+    event.preventDefault();
+    setModelStatus(`The engine could not start: ${event.message || 'worker error'}.`, 'error');
+  };
+  state.worker.postMessage({ type: 'init' });
+}
+
+function restartWorker() {
+  state.worker.terminate();
+  if (state.running) state.running = null;
+  startWorker();
+}
+
+function onWorkerMessage(data) {
+  switch (data.type) {
+    case 'ready':
+      state.workerReady = true;
+      state.manifest = state.manifest || data.manifest;
+      $('engine-info').textContent = `Engine: tract, WebAssembly ${data.variant === 'relaxed' ? 'relaxed SIMD' : 'SIMD'}.`;
+      document.body.dataset.variant = data.variant;
+      if (!$('model-select').options.length) fillModelSelect();
+      loadModel();
+      listCachedModels();
+      break;
+    case 'model-progress': {
+      const bar = $('model-progress');
+      bar.hidden = false;
+      bar.max = data.total || 1;
+      bar.value = data.total ? data.loaded : 0;
+      const total = data.total ? ` of ${mb(data.total)}` : '';
+      setModelStatus(`Downloading the model: ${mb(data.loaded)}${total}`);
+      break;
+    }
+    case 'model-status':
+      setModelStatus(data.message, data.state === 'warning' ? 'warning' : '');
+      break;
+    case 'model-ready': {
+      state.modelReady = true;
+      state.modelError = null;
+      $('model-progress').hidden = true;
+      $('model-retry').hidden = true;
+      const info = data.info;
+      const how = info.reused ? '' : info.fromCache ? ' (from this browser’s storage)' : ' (downloaded and stored for next time)';
+      setModelStatus(`Model ready${how}.`, 'ok');
+      document.body.dataset.modelReady = 'true';
+      document.body.dataset.modelFromCache = String(Boolean(info.fromCache));
+      if (info.compileMs) document.body.dataset.modelCompileMs = String(Math.round(info.compileMs));
+      listCachedModels();
+      pump();
+      break;
+    }
+    case 'model-error':
+      state.modelReady = false;
+      state.modelError = data.message;
+      $('model-progress').hidden = true;
+      setModelStatus(data.message, 'error');
+      $('model-retry').hidden = false;
+      document.body.dataset.modelReady = 'false';
+      failPending(`the model could not be loaded: ${data.message}`);
+      listCachedModels();
+      break;
+    case 'stage': {
+      const item = find(data.id);
+      if (!item) break;
+      const now = performance.now();
+      if (data.stage === 'inference') item.inferenceStarted = now;
+      if (data.stage === 'postprocess' && item.inferenceStarted) state.expectedInferenceMs = now - item.inferenceStarted;
+      item.stage = data.stage;
+      item.stageStarted = now;
+      setPercent(item, STAGE_PERCENT[data.stage] ?? item.percent);
+      break;
+    }
+    case 'done':
+      finishItem(data);
+      break;
+    case 'failed': {
+      const item = find(data.id);
+      if (item) setStatus(item, 'failed', data.message);
+      state.running = null;
+      pump();
+      break;
+    }
+    case 'models':
+      renderCachedModels(data.list);
+      break;
+    case 'fatal':
+      setModelStatus(data.message, 'error');
+      restartWorker();
+      break;
+  }
+}
+
+// ---- models -------------------------------------------------------------------------------------
+
+const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
+
+function modelUrl(entry) {
+  if (state.config.modelBaseUrl) return new URL(entry.file, new URL(state.config.modelBaseUrl, location.href)).href;
+  return entry.url;
+}
+
+function fillModelSelect() {
+  const select = $('model-select');
+  select.replaceChildren();
+  const params = new URLSearchParams(location.search);
+  if (params.get('model')) {
+    const option = new Option(`From the link: ${params.get('model')}`, 'param');
+    select.add(option);
+  }
+  for (const entry of state.manifest.models) {
+    const url = modelUrl(entry);
+    const label = `${entry.name}${entry.size ? ` — ${mb(entry.size)}` : ''}`;
+    const option = new Option(label, entry.id);
+    option.disabled = !url;
+    select.add(option);
+  }
+  select.value = params.get('model') ? 'param' : state.config.defaultModel || state.manifest.default;
+  showModelDetails();
+}
+
+function showModelDetails() {
+  const model = selectedModel();
+  if (!model) return;
+  const entry = model.entry;
+  const source = model.file ? `local file ${model.file.name}` : model.url;
+  $('model-details').textContent = `${entry.name}. Licence: ${entry.licence}. Source: ${source}${model.sha256 ? ` (sha256 ${model.sha256.slice(0, 12)}…)` : ' (unverified)'}.`;
+}
+
+function selectedModel() {
+  if (state.model && state.model.file) return state.model;
+  const select = $('model-select');
+  const manifest = state.manifest;
+  if (select.value === 'param') {
+    const params = new URLSearchParams(location.search);
+    const url = new URL(params.get('model'), location.href).href;
+    const sha256 = (params.get('sha256') || '').toLowerCase() || null;
+    const known = manifest.models.find((m) => sha256 && m.sha256 === sha256);
+    return { key: `url:${url}`, url, sha256, size: known?.size || null, entry: known || manifest.models.find((m) => m.id === manifest.default) };
+  }
+  const entry = manifest.models.find((m) => m.id === select.value);
+  return { key: `id:${entry.id}:${modelUrl(entry)}`, url: modelUrl(entry), sha256: entry.sha256, size: entry.size, entry };
+}
+
+function loadModel() {
+  if (!state.workerReady) return;
+  state.model = selectedModel();
+  state.modelReady = false;
+  document.body.dataset.modelReady = 'false';
+  showModelDetails();
+  setModelStatus('Loading the model…');
+  state.worker.postMessage({ type: 'load-model', model: state.model });
+}
+
+function setModelStatus(text, kind = '') {
+  const el = $('model-status');
+  el.textContent = text;
+  el.className = `status-line ${kind}`;
+}
+
+function listCachedModels() {
+  state.worker?.postMessage({ type: 'list-models' });
+}
+
+function renderCachedModels(list) {
+  const ul = $('cached-list');
+  ul.replaceChildren();
+  if (!list.length) {
+    ul.append(Object.assign(document.createElement('li'), { textContent: 'None yet.' }));
+    return;
+  }
+  for (const model of list) {
+    const li = document.createElement('li');
+    const name = model.id || model.url.split('/').pop();
+    li.append(`${name} — ${mb(model.size)} `);
+    const button = Object.assign(document.createElement('button'), { type: 'button', className: 'secondary small', textContent: 'Delete' });
+    button.setAttribute('aria-label', `Delete ${name} from this browser`);
+    button.onclick = () => state.worker.postMessage({ type: 'delete-model', url: model.url });
+    li.append(button);
+    ul.append(li);
+  }
+}
+
+// ---- queue --------------------------------------------------------------------------------------
+
+const find = (id) => state.items.find((item) => item.id === id);
+
+function options() {
+  const kind = $('output-kind').value;
+  return {
+    output: kind,
+    background: kind !== 'mask' && $('bg-enabled').checked ? $('bg-colour').value : null,
+    crop: $('crop-enabled').checked ? Math.max(0, Number($('crop-margin').value) || 0) : false,
+  };
+}
+
+function addFiles(files) {
+  for (const file of files) addItem(file, file.name || 'pasted-image');
+  pump();
+}
+
+function addItem(file, name) {
+  const item = { id: state.nextId++, file, name, status: 'pending', percent: 0, options: options() };
+  item.inputUrl = URL.createObjectURL(file);
+  item.el = renderItem(item);
+  state.items.push(item);
+  $('queue').append(item.el.root);
+  $('queue-empty').hidden = true;
+  if (state.modelError) setStatus(item, 'failed', `the model could not be loaded: ${state.modelError}`);
+  else setStatus(item, 'pending');
+  return item;
+}
+
+function renderItem(item) {
+  const root = document.createElement('li');
+  root.className = 'item';
+  root.dataset.id = String(item.id);
+  const figure = document.createElement('div');
+  figure.className = 'compare';
+  const before = Object.assign(document.createElement('img'), { alt: `Original: ${item.name}`, src: item.inputUrl, className: 'before' });
+  const after = Object.assign(document.createElement('img'), { alt: '', className: 'after checkerboard' });
+  after.hidden = true;
+  figure.append(before, after);
+  const info = document.createElement('div');
+  info.className = 'item-info';
+  const title = Object.assign(document.createElement('p'), { className: 'name', textContent: item.name });
+  const status = Object.assign(document.createElement('p'), { className: 'status' });
+  status.setAttribute('aria-live', 'polite');
+  const progress = Object.assign(document.createElement('progress'), { max: 100, value: 0 });
+  progress.setAttribute('aria-label', `Progress for ${item.name}`);
+  const actions = document.createElement('div');
+  actions.className = 'actions';
+  const cancel = Object.assign(document.createElement('button'), { type: 'button', className: 'secondary', textContent: 'Cancel' });
+  cancel.setAttribute('aria-label', `Cancel ${item.name}`);
+  cancel.onclick = () => cancelItem(item);
+  const retry = Object.assign(document.createElement('button'), { type: 'button', className: 'secondary', textContent: 'Retry', hidden: true });
+  retry.setAttribute('aria-label', `Retry ${item.name}`);
+  retry.onclick = () => retryItem(item);
+  const download = Object.assign(document.createElement('a'), { className: 'button', textContent: 'Download', hidden: true });
+  const toggle = Object.assign(document.createElement('button'), { type: 'button', className: 'secondary', textContent: 'Show original', hidden: true });
+  toggle.onclick = () => {
+    const showingResult = !after.hidden;
+    after.hidden = showingResult;
+    before.hidden = !showingResult;
+    toggle.textContent = showingResult ? 'Show result' : 'Show original';
+  };
+  actions.append(download, toggle, cancel, retry);
+  info.append(title, status, progress, actions);
+  root.append(figure, info);
+  return { root, before, after, status, progress, cancel, retry, download, toggle };
+}
+
+const STATUS_TEXT = { pending: 'PENDING', processing: 'PROCESSING', completed: 'COMPLETED', failed: 'FAILED', cancelled: 'CANCELLED' };
+
+function setStatus(item, status, message = '') {
+  item.status = status;
+  item.message = message;
+  item.el.root.dataset.status = status;
+  const percent = status === 'processing' ? ` ${Math.round(item.percent)}%` : '';
+  item.el.status.textContent = `${STATUS_TEXT[status]}${percent}${message ? `: ${message}` : ''}`;
+  item.el.progress.hidden = status !== 'processing';
+  item.el.cancel.hidden = !(status === 'pending' || status === 'processing');
+  item.el.retry.hidden = !(status === 'failed' || status === 'cancelled');
+  if (status === 'completed' || status === 'failed') announce(`${item.name}: ${STATUS_TEXT[status]}${message ? `, ${message}` : ''}`);
+  $('download-all').disabled = !state.items.some((i) => i.status === 'completed');
+}
+
+function setPercent(item, percent) {
+  item.percent = Math.min(99, Math.max(item.percent, percent));
+  item.el.progress.value = item.percent;
+  if (item.status === 'processing') setStatus(item, 'processing');
+}
+
+// Inference is one long call in the worker: estimate its progress from the last run's duration.
+setInterval(() => {
+  const item = state.running;
+  if (!item || item.stage !== 'inference') return;
+  const elapsed = performance.now() - item.stageStarted;
+  const share = 1 - Math.exp(-elapsed / state.expectedInferenceMs);
+  setPercent(item, STAGE_PERCENT.inference + share * (STAGE_PERCENT.postprocess - STAGE_PERCENT.inference));
+}, 250);
+
+function pump() {
+  if (state.running || !state.modelReady) return;
+  const item = state.items.find((i) => i.status === 'pending');
+  if (!item) return;
+  state.running = item;
+  item.percent = 0;
+  item.started = performance.now();
+  setStatus(item, 'processing');
+  state.worker.postMessage({ type: 'process', id: item.id, file: item.file, options: item.options });
+}
+
+function finishItem(data) {
+  const item = find(data.id);
+  state.running = null;
+  if (!item || item.status !== 'processing') return pump();
+  const blob = new Blob([data.bytes], { type: data.mime });
+  item.result = blob;
+  item.resultUrl = URL.createObjectURL(blob);
+  item.resultName = resultName(item.name, item.options.output);
+  item.el.after.src = item.resultUrl;
+  item.el.after.alt = `Result: ${item.name} without background`;
+  item.el.after.hidden = false;
+  item.el.before.hidden = true;
+  item.el.toggle.hidden = false;
+  Object.assign(item.el.download, { href: item.resultUrl, download: item.resultName, hidden: false });
+  item.el.download.setAttribute('aria-label', `Download ${item.resultName}`);
+  item.el.root.dataset.width = String(data.width);
+  item.el.root.dataset.height = String(data.height);
+  item.percent = 100;
+  setStatus(item, 'completed', `${data.width}×${data.height}, ${((performance.now() - item.started) / 1000).toFixed(1)} s`);
+  pump();
+}
+
+function resultName(name, output) {
+  const stem = name.replace(/\.[^./]+$/, '') || 'image';
+  if (output === 'mask') return `${stem}-mask.png`;
+  return `${stem}-cutout.${output === 'webp' ? 'webp' : 'png'}`;
+}
+
+function cancelItem(item) {
+  if (item.status === 'pending') {
+    setStatus(item, 'cancelled');
+  } else if (item.status === 'processing') {
+    // The engine cannot be interrupted mid-call: stop its worker and start a fresh one (the
+    // model comes back from this browser's storage).
+    setStatus(item, 'cancelled');
+    state.running = null;
+    restartWorker();
+  }
+}
+
+function retryItem(item) {
+  item.percent = 0;
+  setStatus(item, 'pending');
+  if (state.modelError) loadModel();
+  pump();
+}
+
+function failPending(message) {
+  for (const item of state.items) if (item.status === 'pending') setStatus(item, 'failed', message);
+  if (state.running) {
+    setStatus(state.running, 'failed', message);
+    state.running = null;
+  }
+}
+
+async function downloadAll() {
+  const done = state.items.filter((i) => i.status === 'completed');
+  const used = new Set();
+  const entries = [];
+  for (const item of done) {
+    let name = item.resultName;
+    for (let n = 2; used.has(name); n++) name = item.resultName.replace(/(\.[^.]+)$/, `-${n}$1`);
+    used.add(name);
+    entries.push({ name, bytes: new Uint8Array(await item.result.arrayBuffer()) });
+  }
+  const zip = createZip(entries);
+  const link = Object.assign(document.createElement('a'), { href: URL.createObjectURL(zip), download: 'cutouts.zip' });
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+}
+
+async function addFromUrl(text) {
+  let url;
+  try {
+    url = new URL(text, location.href);
+  } catch {
+    return announce(`“${text}” is not a URL.`);
+  }
+  const name = decodeURIComponent(url.pathname.split('/').pop() || 'image');
+  let blob;
+  try {
+    const response = await fetch(url, { credentials: 'omit' });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    blob = await response.blob();
+  } catch (e) {
+    const item = addItem(new Blob([]), name);
+    setStatus(item, 'failed', `could not fetch ${url.href}: ${e.message} (the server may not allow downloads from other sites)`);
+    return;
+  }
+  addItem(blob, name);
+  pump();
+}
+
+// ---- wiring -------------------------------------------------------------------------------------
+
+async function fetchJson(path, fallback) {
+  try {
+    const response = await fetch(path);
+    return response.ok ? await response.json() : fallback;
+  } catch {
+    return fallback;
+  }
+}
+
+async function main() {
+  // Site owners may edit both files in the deployed site without rebuilding the engine.
+  state.config = await fetchJson('cutout.config.json', {});
+  state.manifest = await fetchJson('models/manifest.json', null); // else the engine's own copy
+  $('file-input').addEventListener('change', (e) => {
+    addFiles(e.target.files);
+    e.target.value = '';
+  });
+  const zone = $('drop-zone');
+  zone.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    zone.classList.add('dragging');
+  });
+  zone.addEventListener('dragleave', () => zone.classList.remove('dragging'));
+  zone.addEventListener('drop', (e) => {
+    e.preventDefault();
+    zone.classList.remove('dragging');
+    addFiles(e.dataTransfer.files);
+  });
+  zone.tabIndex = 0;
+  zone.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' || e.key === ' ') {
+      e.preventDefault();
+      $('file-input').click();
+    }
+  });
+  document.addEventListener('paste', (e) => {
+    const files = [...(e.clipboardData?.files || [])];
+    if (files.length) addFiles(files);
+  });
+  $('url-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = $('url-input').value.trim();
+    if (text) addFromUrl(text);
+    $('url-input').value = '';
+  });
+  $('model-select').addEventListener('change', () => {
+    state.model = null;
+    loadModel();
+  });
+  $('model-file').addEventListener('change', (e) => {
+    const file = e.target.files[0];
+    if (!file) return;
+    const entry = state.manifest.models.find((m) => m.id === state.manifest.default);
+    state.model = { key: `file:${file.name}:${file.size}:${file.lastModified}`, file, sha256: null, entry: { ...entry, sha256: null } };
+    state.modelReady = false;
+    showModelDetails();
+    setModelStatus(`Loading ${file.name}…`);
+    state.worker.postMessage({ type: 'load-model', model: state.model });
+  });
+  $('model-retry').addEventListener('click', () => loadModel());
+  $('download-all').addEventListener('click', downloadAll);
+  $('cached-models').addEventListener('toggle', listCachedModels);
+  startWorker();
+}
+
+main();
