@@ -254,6 +254,11 @@ function renderItem(item) {
   const before = Object.assign(document.createElement('img'), { alt: `Original: ${item.name}`, src: item.inputUrl, className: 'before' });
   const after = Object.assign(document.createElement('img'), { alt: '', className: 'after checkerboard' });
   after.hidden = true;
+  // Formats the browser cannot show (TIFF) or broken files: a neutral placeholder, not a broken icon.
+  before.addEventListener('error', () => {
+    before.hidden = true;
+    figure.classList.add('no-preview');
+  });
   figure.append(before, after);
   const info = document.createElement('div');
   info.className = 'item-info';
