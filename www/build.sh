@@ -2,7 +2,11 @@
 # Builds the deployable static site into www/dist: two wasm builds of the engine (SIMD and
 # relaxed SIMD; the worker picks the best the browser validates), wasm-opt'ed, plus the page,
 # worker, styles and the model manifest. Prints each .wasm's raw and gzipped size.
+#   www/build.sh               full build
+#   www/build.sh --shell-only  refresh the page, worker and service worker, keep the wasm builds
 set -euo pipefail
+shell_only=false
+[ "${1:-}" = --shell-only ] && shell_only=true
 root="$(cd "$(dirname "$0")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
 dist="$root/www/dist"
@@ -15,6 +19,11 @@ if [ ! -x "$root/www/node_modules/.bin/wasm-opt" ]; then
 fi
 wasm_opt="$root/www/node_modules/.bin/wasm-opt"
 
+if $shell_only; then
+  [ -f "$dist/pkg-simd/cutout_wasm_bg.wasm" ] || { echo "no wasm build in $dist yet: run without --shell-only"; exit 1; }
+  find "$dist" -maxdepth 1 -type f -delete
+  rm -rf "$dist/icons"
+else
 rm -rf "$dist"
 mkdir -p "$dist"
 for variant in simd relaxed; do
@@ -29,10 +38,38 @@ for variant in simd relaxed; do
   # shellcheck disable=SC2086
   "$wasm_opt" -O3 $wasm_features "$out/cutout_wasm_bg.wasm" -o "$out/cutout_wasm_bg.wasm"
 done
+fi
 
-cp "$root"/www/src/*.html "$root"/www/src/*.js "$root"/www/src/*.css "$root"/www/src/*.json "$root"/www/src/*.svg "$dist/"
-mkdir -p "$dist/models"
-cp "$root/models/manifest.json" "$dist/models/manifest.json"
+cp "$root"/www/src/*.html "$root"/www/src/*.js "$root"/www/src/*.css "$root"/www/src/*.json \
+  "$root"/www/src/*.svg "$root"/www/src/*.webmanifest "$dist/"
+cp -r "$root/www/src/icons" "$dist/icons"
+# The model list, editable by site owners without rebuilding (the engine has its own copy too).
+cp "$root/models/manifest.json" "$dist/models.json"
+
+# The service worker precaches every shell file; its version is a hash of them all, so each
+# deployment with any change is detected as an update.
+node - "$dist" <<'JS'
+const { createHash } = require('node:crypto');
+const { readdirSync, readFileSync, statSync, writeFileSync } = require('node:fs');
+const { join, relative } = require('node:path');
+const dist = process.argv[2];
+const files = [];
+(function walk(dir) {
+  for (const name of readdirSync(dir).sort()) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) walk(path);
+    else if (name !== 'sw.js') files.push(relative(dist, path));
+  }
+})(dist);
+const hash = createHash('sha256');
+for (const file of files) hash.update(file).update(readFileSync(join(dist, file)));
+const version = hash.digest('hex').slice(0, 12);
+const sw = readFileSync(join(dist, 'sw.js'), 'utf8')
+  .replace('__CUTOUT_VERSION__', version)
+  .replace('__CUTOUT_SHELL_FILES__', JSON.stringify(['./', ...files], null, 2));
+writeFileSync(join(dist, 'sw.js'), sw);
+console.log(`service worker version ${version}: ${files.length + 1} shell files precached`);
+JS
 
 echo "built $dist"
 for variant in simd relaxed; do

@@ -31,10 +31,10 @@ export function chromiumPath() {
 }
 
 // Starts the server; `hits` counts requests per path; `handlers` serve test-only routes.
-export async function serve({ mounts = {}, handlers = {} } = {}) {
+export async function serve({ root = DIST, mounts = {}, handlers = {} } = {}) {
   const hits = new Map();
   const server = createServer({
-    root: DIST,
+    root,
     mounts,
     handlers,
     onRequest: (path) => hits.set(path, (hits.get(path) || 0) + 1),

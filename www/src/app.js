@@ -425,6 +425,45 @@ async function addFromUrl(text) {
 
 // ---- wiring -------------------------------------------------------------------------------------
 
+// The service worker makes the app work offline; a new deployment waits until the user accepts
+// the reload offered here (models stay cached across updates).
+async function registerServiceWorker() {
+  if (!('serviceWorker' in navigator) || new URLSearchParams(location.search).has('nosw')) return;
+  let updateAccepted = false;
+  navigator.serviceWorker.addEventListener('controllerchange', () => {
+    if (updateAccepted) location.reload();
+  });
+  navigator.serviceWorker.addEventListener('message', ({ data }) => {
+    if (data?.type === 'version') $('app-version').textContent = `Version ${data.version}.`;
+  });
+  try {
+    const registration = await navigator.serviceWorker.register('sw.js');
+    const offer = (waiting) => {
+      $('update-banner').hidden = false;
+      document.body.dataset.updateReady = 'true';
+      $('update-reload').onclick = () => {
+        updateAccepted = true;
+        waiting.postMessage({ type: 'skip-waiting' });
+      };
+    };
+    if (registration.waiting && navigator.serviceWorker.controller) offer(registration.waiting);
+    registration.addEventListener('updatefound', () => {
+      const installing = registration.installing;
+      installing?.addEventListener('statechange', () => {
+        if (installing.state === 'installed' && navigator.serviceWorker.controller) offer(installing);
+      });
+    });
+    (await navigator.serviceWorker.ready).active?.postMessage({ type: 'version' });
+    document.body.dataset.offlineReady = 'true';
+    // Look for a new deployment when the app comes back to the foreground.
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState === 'visible') registration.update().catch(() => {});
+    });
+  } catch (e) {
+    console.warn('Cutout: offline support is unavailable:', e);
+  }
+}
+
 async function fetchJson(path, fallback) {
   try {
     const response = await fetch(path);
@@ -437,7 +476,7 @@ async function fetchJson(path, fallback) {
 async function main() {
   // Site owners may edit both files in the deployed site without rebuilding the engine.
   state.config = await fetchJson('cutout.config.json', {});
-  state.manifest = await fetchJson('models/manifest.json', null); // else the engine's own copy
+  state.manifest = await fetchJson('models.json', null); // else the engine's own copy
   $('file-input').addEventListener('change', (e) => {
     addFiles(e.target.files);
     e.target.value = '';
@@ -488,6 +527,7 @@ async function main() {
   $('download-all').addEventListener('click', downloadAll);
   $('cached-models').addEventListener('toggle', listCachedModels);
   startWorker();
+  registerServiceWorker();
 }
 
 main();

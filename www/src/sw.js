@@ -1,0 +1,53 @@
+// Service worker: precaches the app shell (page, worker, both wasm builds) so the app works
+// offline after one visit, and serves it cache-first. Models are not touched here: the worker
+// keeps them in their own Cache API store, which survives app updates.
+//
+// build.sh replaces the two placeholders: the build's version and the list of shell files.
+const VERSION = '__CUTOUT_VERSION__';
+const SHELL_FILES = __CUTOUT_SHELL_FILES__;
+const SHELL_CACHE = `cutout-shell-${VERSION}`;
+const SHELL_PREFIX = 'cutout-shell-';
+
+self.addEventListener('install', (event) => {
+  event.waitUntil(
+    (async () => {
+      const cache = await caches.open(SHELL_CACHE);
+      // cache: 'reload' bypasses the HTTP cache so a new version never precaches stale files.
+      await cache.addAll(SHELL_FILES.map((path) => new Request(path, { cache: 'reload' })));
+    })(),
+  );
+});
+
+self.addEventListener('activate', (event) => {
+  event.waitUntil(
+    (async () => {
+      for (const name of await caches.keys()) {
+        if (name.startsWith(SHELL_PREFIX) && name !== SHELL_CACHE) await caches.delete(name);
+      }
+      await self.clients.claim();
+    })(),
+  );
+});
+
+// The page asks the waiting worker to take over when the user accepts the update.
+self.addEventListener('message', (event) => {
+  if (event.data?.type === 'skip-waiting') self.skipWaiting();
+  if (event.data?.type === 'version') event.source?.postMessage({ type: 'version', version: VERSION });
+});
+
+self.addEventListener('fetch', (event) => {
+  const request = event.request;
+  const url = new URL(request.url);
+  if (request.method !== 'GET' || url.origin !== self.location.origin) return;
+  const isPage = request.mode === 'navigate';
+  const shellPath = isPage ? new URL('./', self.registration.scope).href : request.url;
+  event.respondWith(
+    (async () => {
+      const cache = await caches.open(SHELL_CACHE);
+      // The page is one file whatever its query (?model=...): match it without the search.
+      const cached = await cache.match(isPage ? shellPath : request, { ignoreSearch: isPage });
+      if (cached) return cached;
+      return fetch(request);
+    })(),
+  );
+});
