@@ -10,7 +10,7 @@ PORT ?= 8080
 PARITY_ARGS ?= --decoder-images 11
 ISNET_SHA256 := 7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a
 
-.PHONY: serve build run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench-native lint tools
+.PHONY: serve build package package-tests run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench-native lint tools
 
 # The web app on http://127.0.0.1:$(PORT)/ (IS-Net from ../shared or target/models mounted at /models).
 serve: build
@@ -24,6 +24,10 @@ serve: build
 # The deployable static site in www/dist (both wasm builds, page, worker, manifest).
 build:
 	www/build.sh
+
+# The npm package cutout-wasm in www/package (`npm pack www/package` makes the tarball).
+package: build
+	www/package.sh
 
 cli:
 	cargo build --release
@@ -66,10 +70,14 @@ wasm-tests:
 browser-tests: build tests/browser/node_modules/.installed
 	cd tests/browser && npm test
 
+# The packed npm package in a fresh Node project, Vite app and plain page.
+package-tests: package tests/browser/node_modules/.installed
+	node --test --test-concurrency=1 --test-timeout=1800000 tests/package/
+
 parity: venv cli
 	$(PYTHON) tests/python/parity.py $(PARITY_ARGS)
 
-test: venv test-models rust-tests parity build wasm-tests browser-tests
+test: venv test-models rust-tests parity build wasm-tests browser-tests package-tests
 
 eval: venv cli
 	$(PYTHON) tests/python/eval.py

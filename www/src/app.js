@@ -1,5 +1,6 @@
 // The page: input, queue and results. All pixel work happens in worker.js.
 import { createZip } from './zip.js';
+import { resolveModel } from './model-spec.js';
 
 const $ = (id) => document.getElementById(id);
 const STAGE_PERCENT = { decode: 2, preprocess: 6, inference: 8, postprocess: 92, encode: 96 };
@@ -129,9 +130,10 @@ function onWorkerMessage(data) {
 
 const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
 
+const resolveOptions = () => ({ modelBaseUrl: state.config.modelBaseUrl, baseUrl: location.href });
+
 function modelUrl(entry) {
-  if (state.config.modelBaseUrl) return new URL(entry.file, new URL(state.config.modelBaseUrl, location.href)).href;
-  return entry.url;
+  return resolveModel(entry.id, state.manifest, resolveOptions()).url;
 }
 
 function fillModelSelect() {
@@ -143,7 +145,7 @@ function fillModelSelect() {
     select.add(option);
   }
   for (const entry of state.manifest.models) {
-    const url = modelUrl(entry);
+    const url = entry.url || state.config.modelBaseUrl ? modelUrl(entry) : null;
     const label = `${entry.name}${entry.size ? ` — ${mb(entry.size)}` : ''}`;
     const option = new Option(label, entry.id);
     option.disabled = !url;
@@ -164,16 +166,11 @@ function showModelDetails() {
 function selectedModel() {
   if (state.model && state.model.file) return state.model;
   const select = $('model-select');
-  const manifest = state.manifest;
   if (select.value === 'param') {
     const params = new URLSearchParams(location.search);
-    const url = new URL(params.get('model'), location.href).href;
-    const sha256 = (params.get('sha256') || '').toLowerCase() || null;
-    const known = manifest.models.find((m) => sha256 && m.sha256 === sha256);
-    return { key: `url:${url}`, url, sha256, size: known?.size || null, entry: known || manifest.models.find((m) => m.id === manifest.default) };
+    return resolveModel({ url: params.get('model'), sha256: params.get('sha256') }, state.manifest, resolveOptions());
   }
-  const entry = manifest.models.find((m) => m.id === select.value);
-  return { key: `id:${entry.id}:${modelUrl(entry)}`, url: modelUrl(entry), sha256: entry.sha256, size: entry.size, entry };
+  return resolveModel(select.value, state.manifest, resolveOptions());
 }
 
 function loadModel() {

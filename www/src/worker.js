@@ -8,6 +8,14 @@
 //                 | {type: 'done', id, bytes, mime, width, height} (bytes transferred)
 //                 | {type: 'failed', id, message} | {type: 'models', list} | {type: 'fatal', message}
 import { fetchModel, listCachedModels, deleteCachedModel } from './models.js';
+// Static imports and literal URLs, so bundlers (Vite, webpack, esbuild) find every file.
+import * as relaxedGlue from './pkg-relaxed/cutout_wasm.js';
+import * as simdGlue from './pkg-simd/cutout_wasm.js';
+
+const BUILDS = {
+  relaxed: { glue: relaxedGlue, wasm: new URL('./pkg-relaxed/cutout_wasm_bg.wasm', import.meta.url) },
+  simd: { glue: simdGlue, wasm: new URL('./pkg-simd/cutout_wasm_bg.wasm', import.meta.url) },
+};
 
 // wasm-feature-detect style probes: a function returning i8x16.relaxed_swizzle(...) resp. i8x16.popcnt(...).
 const RELAXED_SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2, 253, 15, 253, 128, 2, 11]);
@@ -32,8 +40,8 @@ async function init() {
   variant = pickVariant();
   if (!variant) throw new Error('This browser does not support WebAssembly SIMD, which Cutout needs. Please use a current Chrome, Edge, Firefox or Safari.');
   const started = performance.now();
-  const glue = await import(`./pkg-${variant}/cutout_wasm.js`);
-  await glue.default({ module_or_path: new URL(`./pkg-${variant}/cutout_wasm_bg.wasm`, import.meta.url) });
+  const { glue, wasm: wasmUrl } = BUILDS[variant];
+  await glue.default({ module_or_path: wasmUrl });
   wasm = glue;
   const manifest = JSON.parse(wasm.manifestJson());
   post({ type: 'ready', variant, manifest, instantiateMs: performance.now() - started });
@@ -77,9 +85,14 @@ async function loadModel(model) {
 
 // Decodes in the worker so the page never blocks: the browser's decoder for what it knows
 // (JPEG, PNG, WebP, GIF, AVIF; EXIF orientation applied), the engine's for the rest (TIFF, ...).
-async function processImage({ id, file, options }) {
+async function processImage({ id, file, pixels, options }) {
   if (!engine) throw new Error('No model is loaded yet.');
   const stage = (name) => post({ type: 'stage', id, stage: name });
+  if (pixels) {
+    // Already decoded by the caller (ImageData, canvas): the buffer was transferred, not copied.
+    finish(id, engine.processRgba(new Uint8Array(pixels.buffer), pixels.width, pixels.height, options, stage), options);
+    return;
+  }
   stage('decode');
   const bytes = new Uint8Array(await file.arrayBuffer());
   const maxPixels = options.maxPixels || 50_000_000;
@@ -117,6 +130,10 @@ async function processImage({ id, file, options }) {
   } else {
     output = engine.processEncoded(bytes, options, stage);
   }
+  finish(id, output, options);
+}
+
+function finish(id, output, options) {
   const result = output.takeBytes();
   const mask = options.withMask ? output.takeMaskPng() : null;
   const message = { type: 'done', id, bytes: result.buffer, mime: output.mime, width: output.width, height: output.height, mask: mask && mask.buffer };

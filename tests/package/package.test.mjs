@@ -1,0 +1,155 @@
+// The npm package as its users get it: `npm pack`, installed into a fresh Node project, a fresh
+// Vite app and a plain HTML page, each run with the real IS-Net model.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { ISNET_SHA256, ROOT, SHARED, chromiumPath, launch, modelDir, serve } from '../browser/harness.mjs';
+import { readPng } from './png.mjs';
+
+const models = modelDir();
+const example = join(SHARED, 'eval/example_input.jpg');
+const skip = !models ? 'the IS-Net model is not available (run models/fetch-isnet.sh)' : false;
+if (skip) console.log(`\n*** SKIPPING package tests: ${skip} ***\n`);
+const work = mkdtempSync(join(tmpdir(), 'cutout-package-'));
+// The photos the pages load: the example and one DAVIS frame.
+const FIXTURES = join(work, 'fixtures');
+mkdirSync(FIXTURES, { recursive: true });
+if (!skip) {
+  writeFileSync(join(FIXTURES, 'example_input.jpg'), readFileSync(example));
+  writeFileSync(join(FIXTURES, 'camel_00000.jpg'), readFileSync(join(SHARED, 'eval/davis2016/images/camel_00000.jpg')));
+}
+let tarball;
+let browser;
+
+const run = (cmd, args, cwd) => execFileSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+
+function project(name, dependencies) {
+  const dir = join(work, name);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, private: true, type: 'module', dependencies }, null, 2));
+  run('npm', ['install', '--no-audit', '--no-fund', '--silent'], dir);
+  return dir;
+}
+
+before(() => {
+  if (skip) return;
+  const out = run('npm', ['pack', join(ROOT, 'www/package'), '--pack-destination', work, '--json'], work);
+  const [packed] = JSON.parse(out);
+  tarball = join(work, packed.filename);
+  console.log(`# packed ${packed.filename}: ${packed.size} bytes, ${packed.unpackedSize} unpacked, ${packed.entryCount} files`);
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+test('Node 20: a file path in, a correct PNG out (and saved), clear errors', { skip }, async () => {
+  const dir = project('node-app', { 'cutout-wasm': `file:${tarball}` });
+  writeFileSync(
+    join(dir, 'run.mjs'),
+    `import { removeBackground, segment } from 'cutout-wasm';
+const model = { path: ${JSON.stringify(join(models, 'isnet_quint8.onnx'))}, sha256: '${ISNET_SHA256}' };
+const stages = [];
+const blob = await removeBackground(${JSON.stringify(example)}, { model, savePath: 'out.png', onProgress: (p) => stages.push(p.stage) });
+const errors = {};
+try { await removeBackground(Buffer.from('not an image'), { model }); } catch (e) { errors.garbage = e.message; }
+try { await removeBackground('missing.jpg', { model }); } catch (e) { errors.missing = e.message; }
+try { await removeBackground(${JSON.stringify(example)}, { model, savePath: 'out.png' }); } catch (e) { errors.exists = e.message; }
+try { await removeBackground(${JSON.stringify(example)}, { model: { path: ${JSON.stringify(join(models, 'isnet_quint8.onnx'))}, sha256: '${'0'.repeat(64)}' } }); } catch (e) { errors.hash = e.message; }
+console.log(JSON.stringify({ type: blob.type, size: blob.size, stages, errors }));`,
+  );
+  const result = JSON.parse(run('node', ['run.mjs'], dir).trim().split('\n').pop());
+  assert.equal(result.type, 'image/png');
+  assert.deepEqual(result.stages, ['decode', 'preprocess', 'inference', 'postprocess', 'encode', 'done']);
+  const png = readPng(readFileSync(join(dir, 'out.png')));
+  assert.deepEqual([png.width, png.height], [933, 1405]);
+  assert.ok(png.patchAlpha(538, 868, 5) >= 240, 'subject opaque');
+  assert.ok(png.patchAlpha(0, 0, 32) <= 8, 'background transparent');
+  assert.match(result.errors.garbage, /not a supported image/);
+  assert.match(result.errors.missing, /no such file: missing.jpg/);
+  assert.match(result.errors.exists, /already exists/);
+  assert.match(result.errors.hash, /hash mismatch/);
+});
+
+// In-page checks shared by the Vite app and the plain page: `window.cutout` is the package.
+async function exercise(page) {
+  return page.evaluate(
+    async ({ sha256 }) => {
+      const model = { url: '/models/isnet_quint8.onnx', sha256 };
+      const input = await (await fetch('/fixtures/example_input.jpg')).blob();
+      const events = [];
+      const blob = await window.cutout.removeBackground(input, { model, onProgress: (p) => events.push(p.stage) });
+      const bitmap = await createImageBitmap(blob, { premultiplyAlpha: 'none' });
+      const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+      const context = canvas.getContext('2d');
+      context.drawImage(bitmap, 0, 0);
+      const alpha = (x, y) => context.getImageData(x, y, 1, 1).data[3];
+      const result = { type: blob.type, width: bitmap.width, height: bitmap.height, subject: alpha(540, 870), corner: alpha(2, 2), events };
+      // Abort a running call: it rejects with AbortError and the next call still works.
+      const controller = new AbortController();
+      const aborted = window.cutout.removeBackground(input, { model, signal: controller.signal });
+      setTimeout(() => controller.abort(), 1500);
+      result.abort = await aborted.then(() => 'resolved', (e) => e.name);
+      // A corrupt image is a clear Error.
+      const broken = new Blob([new Uint8Array(await input.slice(0, 5000).arrayBuffer())], { type: 'image/jpeg' });
+      result.corrupt = await window.cutout.removeBackground(broken, { model }).then(() => 'resolved', (e) => e.message);
+      // The element.
+      const element = document.createElement('cutout-image');
+      element.setAttribute('model', model.url);
+      element.setAttribute('sha256', sha256);
+      const done = new Promise((resolve) => {
+        element.addEventListener('cutout-done', () => resolve('done'));
+        element.addEventListener('cutout-error', (e) => resolve(`error: ${e.detail.error.message}`));
+      });
+      element.setAttribute('src', '/fixtures/camel_00000.jpg');
+      document.body.append(element);
+      result.element = await done;
+      const link = element.shadowRoot.querySelector('[part=download]');
+      result.elementDownload = { href: link.href.slice(0, 5), name: link.download, hidden: link.hidden };
+      return result;
+    },
+    { sha256: ISNET_SHA256 },
+  );
+}
+
+function checkExercise(result) {
+  assert.equal(result.type, 'image/png');
+  assert.deepEqual([result.width, result.height], [933, 1405]);
+  assert.ok(result.subject >= 240 && result.corner <= 8, JSON.stringify(result));
+  for (const stage of ['download', 'decode', 'inference', 'encode', 'done']) assert.ok(result.events.includes(stage), `progress ${stage}: ${result.events}`);
+  assert.equal(result.abort, 'AbortError');
+  assert.match(result.corrupt, /corrupt or truncated/);
+  assert.equal(result.element, 'done');
+  assert.deepEqual(result.elementDownload, { href: 'blob:', name: 'camel_00000-cutout.png', hidden: false });
+}
+
+async function runSite(root) {
+  const server = await serve({ root, mounts: { '/models': models, '/fixtures': FIXTURES } });
+  try {
+    browser ??= await launch();
+    const page = await browser.context.newPage();
+    await page.goto(`${server.base}/`);
+    await page.waitForFunction(() => window.cutout !== undefined);
+    return await exercise(page);
+  } finally {
+    await server.close();
+  }
+}
+
+test('a fresh Vite app bundles the package without configuration and runs it', { skip: skip || (!chromiumPath() && 'no chromium') }, async () => {
+  const dir = project('vite-app', { 'cutout-wasm': `file:${tarball}`, vite: '7.3.8' });
+  writeFileSync(join(dir, 'index.html'), '<!doctype html><title>vite + cutout-wasm</title><script type="module" src="/main.js"></script>');
+  writeFileSync(join(dir, 'main.js'), "import * as cutout from 'cutout-wasm';\nimport 'cutout-wasm/element';\nwindow.cutout = cutout;\n");
+  run('npx', ['vite', 'build', '--logLevel', 'warn'], dir);
+  checkExercise(await runSite(join(dir, 'dist')));
+});
+
+test('a plain HTML page uses the package from node_modules with no build step', { skip: skip || (!chromiumPath() && 'no chromium') }, async () => {
+  const dir = project('plain-page', { 'cutout-wasm': `file:${tarball}` });
+  writeFileSync(join(dir, 'index.html'), '<!doctype html><title>plain + cutout-wasm</title><script type="module" src="main.js"></script>');
+  writeFileSync(join(dir, 'main.js'), "import * as cutout from './node_modules/cutout-wasm/index.js';\nimport './node_modules/cutout-wasm/element.js';\nwindow.cutout = cutout;\n");
+  checkExercise(await runSite(dir));
+});

@@ -1,0 +1,7 @@
+/** `<cutout-image src="photo.jpg" model="rmbg-1.4" sha256="..." output="png" background="#fff" crop>` */
+export class CutoutImage extends HTMLElement {}
+declare global {
+  interface HTMLElementTagNameMap {
+    'cutout-image': CutoutImage;
+  }
+}

@@ -1,0 +1,53 @@
+/** A model: a manifest id (see `models`), a URL, or a URL pinned by sha256. In Node also {path}. */
+export type ModelSpec = string | URL | { url: string; sha256?: string } | { path: string; sha256?: string };
+
+export type ImageInput = Blob | File | ImageData | HTMLImageElement | HTMLCanvasElement | ImageBitmap | OffscreenCanvas | URL | string | Uint8Array | ArrayBuffer;
+
+export interface Progress {
+  /** 'download' (the model), then 'decode' | 'preprocess' | 'inference' | 'postprocess' | 'encode' | 'done'. */
+  stage: string;
+  loaded: number;
+  total: number;
+}
+
+export interface Options {
+  model?: ModelSpec;
+  /** Result format: PNG cutout (default), lossless WebP cutout, or the grey mask as PNG. */
+  output?: 'png' | 'webp' | 'mask';
+  /** Fill the background with a colour ('#rrggbb', '#rrggbbaa', 'white', ...). */
+  background?: string | null;
+  /** Crop to the subject: true, or a margin in pixels. */
+  crop?: boolean | number;
+  /** Largest image accepted, in pixels (default 50 000 000). */
+  maxPixels?: number;
+  /** Where manifest models are hosted (`<base>/<file>`), instead of their default URLs. */
+  modelBaseUrl?: string | null;
+  onProgress?: (progress: Progress) => void;
+  signal?: AbortSignal;
+  /** Node only: also write the result here (never over an existing file unless `overwrite`). */
+  savePath?: string;
+  overwrite?: boolean;
+}
+
+export interface ModelEntry {
+  id: string;
+  name: string;
+  licence: string;
+  url: string | null;
+  file: string;
+  size: number | null;
+  sha256: string | null;
+}
+
+/** Removes the background; resolves to the result image. Calls queue; errors are `Error`s. */
+export function removeBackground(input: ImageInput, options?: Options): Promise<Blob>;
+/** The 8-bit alpha mask (255 = subject) as a grey PNG. */
+export function segment(input: ImageInput, options?: Omit<Options, 'output' | 'background' | 'crop'>): Promise<Blob>;
+/** Downloads (or loads from the cache) and prepares a model ahead of the first image. */
+export function preload(model?: ModelSpec, options?: Pick<Options, 'onProgress' | 'signal' | 'modelBaseUrl'>): Promise<void>;
+/** Deletes every cached model. */
+export function clearModelCache(): Promise<boolean>;
+/** Package-wide defaults. */
+export function configure(options: { modelBaseUrl?: string | null }): void;
+/** The built-in model manifest. */
+export const models: { schema: number; default: string; models: ModelEntry[] };
