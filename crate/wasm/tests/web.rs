@@ -1,7 +1,7 @@
 //! The wasm API in headless Chromium (wasm-bindgen-test), on the tiny generated model.
 #![cfg(target_arch = "wasm32")]
 
-use cutout::image::{self, ImageFormat, Rgba, RgbaImage};
+use cutout::image::{self, ImageFormat, RgbaImage};
 use cutout::tiny_model::TinyModel;
 use cutout_wasm::{manifest_json, probe_dimensions_js, Engine};
 use wasm_bindgen::prelude::*;
@@ -17,15 +17,14 @@ fn engine() -> Engine {
         .expect("tiny model loads")
 }
 
+/// The engine tests' generated images, shared with every suite.
+#[allow(dead_code)]
+mod corpus {
+    include!("../../../tests/src/corpus.rs");
+}
+
 fn red_square(width: u32, height: u32) -> RgbaImage {
-    RgbaImage::from_fn(width, height, |x, y| {
-        let inside = x >= width / 4 && x < width * 3 / 4 && y >= height / 4 && y < height * 3 / 4;
-        if inside {
-            Rgba([230, 20, 20, 255])
-        } else {
-            Rgba([20, 40, 220, 255])
-        }
-    })
+    corpus::red_square_on_blue(width, height)
 }
 
 fn options(json: &str) -> JsValue {

@@ -59,17 +59,10 @@ pub fn resolve(manifest: &Manifest, request: &ModelRequest) -> Result<ResolvedMo
     }
     let preset = request.preset.map(|id| lookup(manifest, id)).transpose()?;
     let arg = request.model.unwrap_or(&manifest.default);
-    if Path::new(arg).is_file() {
-        let bytes = fs::read(arg).map_err(|e| format!("cannot read model file {arg}: {e}"))?;
-        return Ok(describe_file(
-            manifest,
-            bytes,
-            arg.to_string(),
-            request.sha256,
-            preset,
-        ));
-    }
-    if net::is_url(arg) {
+    // A file path or a URL: the file itself, described by its hash or the preset.
+    let file_bytes = if Path::new(arg).is_file() {
+        Some(fs::read(arg).map_err(|e| format!("cannot read model file {arg}: {e}"))?)
+    } else if net::is_url(arg) {
         let file_name = arg
             .rsplit('/')
             .next()
@@ -78,11 +71,16 @@ pub fn resolve(manifest: &Manifest, request: &ModelRequest) -> Result<ResolvedMo
         let url_key = &sha256_hex(arg.as_bytes())[..16];
         let path = models_dir()?.join(format!("url-{url_key}")).join(file_name);
         fetch_into_cache(arg, &path, None, request.sha256, request.quiet)?;
-        let bytes = read_cached(&path)?;
+        Some(read_cached(&path)?)
+    } else {
+        None
+    };
+    if let Some(bytes) = file_bytes {
+        let origin = arg.to_string();
         return Ok(describe_file(
             manifest,
             bytes,
-            arg.to_string(),
+            origin,
             request.sha256,
             preset,
         ));
