@@ -180,6 +180,12 @@ impl Model {
                 .map_err(|e| bad_model("converting fp16 to f32", format!("{e:#}")))?;
         }
         let optimise = |mut typed: TypedModel| -> TractResult<TypedModel> {
+            // tract's direct spatial convolution (x86 FMA / aarch64 only) is slower than
+            // im2col + matrix product on these models' convolutions: fp16 IS-Net 9.4 -> 7 s.
+            tract_onnx::tract_core::internal::tract_data::knobs::set_str(
+                "TRACT_DISABLE_DIRECT_SPATIAL",
+                "true",
+            );
             typed.declutter()?;
             crate::ops::before_codegen(&mut typed)?;
             typed.optimize()?;
