@@ -180,8 +180,10 @@ impl Model {
                 .map_err(|e| bad_model("converting fp16 to f32", format!("{e:#}")))?;
         }
         let optimise = |mut typed: TypedModel| -> TractResult<TypedModel> {
-            // tract's direct spatial convolution (x86 FMA / aarch64 only) is slower than
-            // im2col + matrix product on these models' convolutions: fp16 IS-Net 9.4 -> 7 s.
+            // tract's direct spatial convolution (x86 FMA / aarch64 only, never on wasm) is
+            // slower than im2col + matrix product on these models' convolutions: fp16 IS-Net
+            // 10.1 -> 7.1 s on one thread.
+            #[cfg(not(target_family = "wasm"))]
             tract_onnx::tract_core::internal::tract_data::knobs::set_str(
                 "TRACT_DISABLE_DIRECT_SPATIAL",
                 "true",
