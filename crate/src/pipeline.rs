@@ -249,6 +249,14 @@ pub fn render(image: &RgbaImage, alpha: &GrayImage, options: &Options) -> Result
     })
 }
 
+/// Raw RGBA bytes (e.g. a canvas's ImageData) as an image, refusing a buffer of the wrong length.
+pub fn rgba_image(rgba: Vec<u8>, width: u32, height: u32) -> Result<RgbaImage> {
+    let len = rgba.len();
+    RgbaImage::from_raw(width, height, rgba)
+        .filter(|_| len == width as usize * height as usize * 4)
+        .ok_or(Error::BadPixelBuffer { width, height, len })
+}
+
 /// A loaded model plus the pipeline around it. Load once, process many images.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -326,11 +334,7 @@ impl Session {
         options: &Options,
         progress: &mut dyn FnMut(Stage),
     ) -> Result<Rendered> {
-        let len = rgba.len();
-        let image = RgbaImage::from_raw(width, height, rgba)
-            .filter(|_| len == width as usize * height as usize * 4)
-            .ok_or(Error::BadPixelBuffer { width, height, len })?;
-        self.process_image(&image, options, progress)
+        self.process_image(&rgba_image(rgba, width, height)?, options, progress)
     }
 
     /// The whole pipeline: encoded file in, encoded PNG/WebP out.

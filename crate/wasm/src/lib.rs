@@ -190,10 +190,7 @@ impl Engine {
         progress: Option<js_sys::Function>,
     ) -> Result<Output, JsError> {
         let (options, with_mask) = JsOptions::parse(options)?;
-        let len = pixels.len();
-        let image = image::RgbaImage::from_raw(width, height, pixels)
-            .filter(|_| len == width as usize * height as usize * 4)
-            .ok_or_else(|| js_error(cutout::Error::BadPixelBuffer { width, height, len }))?;
+        let image = cutout::pipeline::rgba_image(pixels, width, height).map_err(js_error)?;
         self.finish(&image, &options, with_mask, &progress)
     }
 
