@@ -10,7 +10,7 @@ PORT ?= 8080
 PARITY_ARGS ?= --decoder-images 11
 ISNET_SHA256 := 7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a
 
-.PHONY: serve build package package-tests run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench-native lint tools
+.PHONY: serve build package package-tests run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench bench-native lint tools
 
 # The web app on http://127.0.0.1:$(PORT)/ (IS-Net from ../shared or target/models mounted at /models).
 serve: build
@@ -81,6 +81,16 @@ test: venv test-models rust-tests parity build wasm-tests browser-tests package-
 
 eval: venv cli
 	$(PYTHON) tests/python/eval.py
+
+tests/bench/node_modules/.installed: tests/bench/package-lock.json
+	cd tests/bench && npm ci --no-audit --no-fund --silent
+	touch $@
+
+# Cutout vs onnxruntime-web in one headless Chromium, then native tract vs onnxruntime.
+# BENCH_ARGS=--quick: one run of the quantized model only (what CI runs to keep this working).
+bench: build venv cli tests/browser/node_modules/.installed tests/bench/node_modules/.installed
+	node tests/bench/bench.mjs $(BENCH_ARGS)
+	$(PYTHON) tests/python/bench_native.py $(if $(filter --quick,$(BENCH_ARGS)),--runs 1 --models isnet_quint8.onnx)
 
 bench-native: venv cli
 	$(PYTHON) tests/python/bench_native.py

@@ -48,8 +48,9 @@ function resolveFile(dir, urlPath) {
 }
 
 // mounts: {'/models': '/abs/dir'}; onRequest(pathname) is told about every request;
-// handlers: {'/path': (req, res) => ...} answer exact paths themselves (tests use this).
-export function createServer({ root, mounts = {}, onRequest = () => {}, handlers = {} }) {
+// handlers: {'/path': (req, res) => ...} answer exact paths themselves (tests use this);
+// headersFor(pathname) adds or (with null) removes response headers (the benchmark uses this).
+export function createServer({ root, mounts = {}, onRequest = () => {}, handlers = {}, headersFor = () => ({}) }) {
   const dirs = Object.entries(mounts).map(([prefix, dir]) => [prefix.replace(/\/$/, ''), resolve(dir)]);
   const rootDir = resolve(root);
   return createHttpServer((req, res) => {
@@ -65,6 +66,10 @@ export function createServer({ root, mounts = {}, onRequest = () => {}, handlers
     const mount = dirs.find(([prefix]) => pathname.startsWith(prefix + '/'));
     const file = mount ? resolveFile(mount[1], pathname.slice(mount[0].length)) : resolveFile(rootDir, pathname);
     const headers = { 'Content-Security-Policy': CSP, 'X-Content-Type-Options': 'nosniff', 'Referrer-Policy': 'no-referrer', 'Cache-Control': 'no-cache' };
+    for (const [name, value] of Object.entries(headersFor(pathname))) {
+      if (value === null) delete headers[name];
+      else headers[name] = value;
+    }
     if (!file || (req.method !== 'GET' && req.method !== 'HEAD')) {
       res.writeHead(404, { ...headers, 'Content-Type': 'text/plain' }).end('not found');
       return;

@@ -5,7 +5,7 @@
 // worker -> page: {type: 'ready', variant, manifest} | {type: 'model-progress', loaded, total}
 //                 | {type: 'model-status', state, message} | {type: 'model-ready', info}
 //                 | {type: 'model-error', message} | {type: 'stage', id, stage}
-//                 | {type: 'done', id, bytes, mime, width, height} (bytes transferred)
+//                 | {type: 'done', id, bytes, mime, width, height, mask, memoryBytes} (buffers transferred)
 //                 | {type: 'failed', id, message} | {type: 'models', list} | {type: 'fatal', message}
 import { fetchModel, listCachedModels, deleteCachedModel } from './models.js';
 // Static imports and literal URLs, so bundlers (Vite, webpack, esbuild) find every file.
@@ -21,7 +21,8 @@ const BUILDS = {
 const RELAXED_SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2, 253, 15, 253, 128, 2, 11]);
 const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11]);
 
-let wasm = null; // the instantiated module's exports
+let wasm = null; // the glue module (Engine, probeDimensions, ...)
+let wasmMemory = null; // the instance's linear memory: its size is the engine's peak footprint
 let variant = null;
 let engine = null;
 let engineKey = null;
@@ -41,8 +42,9 @@ async function init() {
   if (!variant) throw new Error('This browser does not support WebAssembly SIMD, which Cutout needs. Please use a current Chrome, Edge, Firefox or Safari.');
   const started = performance.now();
   const { glue, wasm: wasmUrl } = BUILDS[variant];
-  await glue.default({ module_or_path: wasmUrl });
+  const exports = await glue.default({ module_or_path: wasmUrl });
   wasm = glue;
+  wasmMemory = exports.memory;
   const manifest = JSON.parse(wasm.manifestJson());
   post({ type: 'ready', variant, manifest, instantiateMs: performance.now() - started });
 }
@@ -79,7 +81,7 @@ async function loadModel(model) {
   engineKey = key;
   post({
     type: 'model-ready',
-    info: { key, fromCache, bytes: bytes.length, fetchMs: fetchedMs, compileMs: performance.now() - compileStarted, variant },
+    info: { key, fromCache, bytes: bytes.length, fetchMs: fetchedMs, compileMs: performance.now() - compileStarted, variant, memoryBytes: wasmMemory.buffer.byteLength },
   });
 }
 
@@ -136,7 +138,10 @@ async function processImage({ id, file, pixels, options }) {
 function finish(id, output, options) {
   const result = output.takeBytes();
   const mask = options.withMask ? output.takeMaskPng() : null;
-  const message = { type: 'done', id, bytes: result.buffer, mime: output.mime, width: output.width, height: output.height, mask: mask && mask.buffer };
+  const message = {
+    type: 'done', id, bytes: result.buffer, mime: output.mime, width: output.width, height: output.height, mask: mask && mask.buffer,
+    memoryBytes: wasmMemory.buffer.byteLength,
+  };
   output.free();
   post(message, mask ? [result.buffer, mask.buffer] : [result.buffer]);
 }

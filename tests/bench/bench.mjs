@@ -1,0 +1,149 @@
+#!/usr/bin/env node
+// `make bench`, browser part: the built site (www/dist) and onnxruntime-web side by side in one
+// headless Chromium session, on the IS-Net models and the example photo. Alternates Cutout and
+// the peer (A B A B), reports medians after one warm-up run each.
+//
+//   node tests/bench/bench.mjs [--runs 3] [--models isnet_quint8.onnx,isnet_fp16.onnx] [--quick]
+// --quick: one run, quint8 only, no SIMD-only comparison (CI's smoke run of this script).
+import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { DIST, ROOT, SHARED, launch, modelDir, serve } from '../browser/harness.mjs';
+
+const args = process.argv.slice(2);
+const option = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
+const quick = args.includes('--quick');
+const runs = quick ? 1 : Number(option('--runs', 3));
+const modelFiles = option('--models', quick ? 'isnet_quint8.onnx' : 'isnet_quint8.onnx,isnet_fp16.onnx').split(',');
+const SHA256 = {
+  'isnet_quint8.onnx': '7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a',
+  'isnet_fp16.onnx': 'b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb',
+};
+const IMAGE = join(SHARED, 'eval/example_input.jpg');
+const ORT_DIST = join(ROOT, 'tests/bench/node_modules/onnxruntime-web/dist');
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const seconds = (ms) => (ms / 1000).toFixed(2);
+const pad = (value, width) => String(value).padStart(width);
+
+function skip(reason) {
+  console.log(`\n*** browser benchmark SKIPPED: ${reason} ***\n`);
+  process.exit(0);
+}
+
+const models = modelDir();
+if (!models) skip('no IS-Net model in ../shared/models or target/models (models/fetch-isnet.sh)');
+if (!existsSync(IMAGE)) skip(`${IMAGE} not found`);
+if (!existsSync(join(DIST, 'worker.js'))) skip('www/dist is not built (make build)');
+if (!existsSync(ORT_DIST)) skip('onnxruntime-web is not installed (cd tests/bench && npm ci)');
+
+// Cross-origin isolation (COOP + COEP) on every response, so both engines may use threads.
+const server = await serve({
+  mounts: { '/bench': join(ROOT, 'tests/bench/page'), '/ort': ORT_DIST, '/models': models },
+  handlers: {
+    '/bench-input.jpg': (req, res) => res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Cross-Origin-Resource-Policy': 'same-origin' }).end(readFileSync(IMAGE)),
+  },
+  headersFor: (path) => ({
+    'Cross-Origin-Opener-Policy': 'same-origin',
+    'Cross-Origin-Embedder-Policy': 'require-corp',
+    'Cross-Origin-Resource-Policy': 'same-origin',
+    // The benchmark's own pages and the peer's files run without the app's CSP.
+    ...(path.startsWith('/bench/') || path.startsWith('/ort/') ? { 'Content-Security-Policy': null } : {}),
+  }),
+});
+const loadBefore = loadavg();
+const browser = await launch();
+const { page } = browser;
+const call = (fn, ...params) => page.evaluate(([f, p]) => window.bench[f](...p), [fn, params]);
+
+try {
+  await page.goto(`${server.base}/bench/index.html`);
+  await page.waitForFunction(() => document.body.dataset.ready === 'true');
+  const env = await call('environment');
+  const cores = env.cores;
+  const threadCounts = [...new Set([1, cores])];
+  console.log(`browser benchmark: ${env.userAgent.match(/Chrome\/[\d.]+/)?.[0] || env.userAgent}, ${cores} cores, ` +
+    `cross-origin isolated: ${env.crossOriginIsolated}, ${cpus()[0].model}`);
+  console.log(`example photo, median of ${runs} after one warm-up, Cutout and onnxruntime-web alternating; ` +
+    `load average before: ${loadBefore.map((l) => l.toFixed(2)).join(' ')}`);
+
+  const rows = [];
+  const startups = [];
+  let memoryBytes = 0;
+  for (const file of modelFiles) {
+    if (!existsSync(join(models, file))) {
+      console.log(`${file}: skipped, not in ${models}`);
+      continue;
+    }
+    const spec = { modelUrl: `/models/${file}`, sha256: SHA256[file] };
+    // Cold start (model fetched and stored), then a second visit (model from the Cache API).
+    const cold = await call('startCutout', 'cutout', spec);
+    const second = await call('startCutout', 'cutout', spec);
+    if (!second.fromCache) throw new Error('second visit did not read the model from the cache');
+    startups.push({ file, cold, second });
+    const peers = [];
+    for (const threads of threadCounts) {
+      const loaded = await call('startPeer', `peer-${threads}`, { ...spec, threads });
+      peers.push({ threads, name: `peer-${threads}`, createMs: loaded.createMs, times: [] });
+    }
+    startups.at(-1).peerCreateMs = peers[0].createMs;
+    const ours = { inference: [], endToEnd: [] };
+    for (let round = 0; round <= runs; round++) {
+      const result = await call('runCutout', 'cutout');
+      memoryBytes = Math.max(memoryBytes, result.memoryBytes);
+      for (const peer of peers) {
+        const ran = await call('runPeer', peer.name);
+        if (round > 0) peer.times.push(ran.inferenceMs);
+      }
+      if (round > 0) {
+        ours.inference.push(result.inferenceMs);
+        ours.endToEnd.push(result.endToEndMs);
+      }
+      process.stderr.write(`  ${file} round ${round}${round ? '' : ' (warm-up)'}: cutout ${seconds(result.inferenceMs)} s\n`);
+    }
+    for (const peer of peers) {
+      call('stop', peer.name);
+      rows.push({
+        file, threads: peer.threads, cutoutThreads: cold.threads, variant: cold.variant,
+        ours: median(ours.inference), endToEnd: median(ours.endToEnd), theirs: median(peer.times),
+      });
+    }
+    // The SIMD-only build (browsers without relaxed SIMD), for the quantized model.
+    if (!quick && file === 'isnet_quint8.onnx' && cold.variant !== 'simd') {
+      await call('startCutout', 'cutout-simd', { ...spec, variant: 'simd' });
+      const times = [];
+      for (let round = 0; round <= runs; round++) {
+        const result = await call('runCutout', 'cutout-simd');
+        if (round > 0) times.push(result.inferenceMs);
+      }
+      await call('stop', 'cutout-simd');
+      rows.push({ file, threads: 1, cutoutThreads: 1, variant: 'simd', ours: median(times), endToEnd: null, theirs: rows.find((r) => r.file === file && r.threads === 1).theirs });
+    }
+    await call('stop', 'cutout');
+  }
+
+  console.log(`\n${'model'.padEnd(18)} ${pad('threads', 7)} ${pad('build', 8)} ${pad('Cutout s', 9)} ${pad('ort-web s', 9)} ${pad('Cutout/ort', 10)} ${pad('e2e s', 6)}`);
+  for (const r of rows) {
+    const threads = r.cutoutThreads === r.threads ? String(r.threads) : `${r.threads} (${r.cutoutThreads})`;
+    console.log(`${r.file.padEnd(18)} ${pad(threads, 7)} ${pad(r.variant, 8)} ${pad(seconds(r.ours), 9)} ${pad(seconds(r.theirs), 9)} ` +
+      `${pad((r.ours / r.theirs).toFixed(2), 10)} ${pad(r.endToEnd == null ? '-' : seconds(r.endToEnd), 6)}`);
+  }
+  if (rows.some((r) => r.cutoutThreads !== r.threads)) console.log('  "2 (1)": ort-web on 2 threads, Cutout on the 1 it has');
+  console.log('\nstart-up (Cutout: new worker -> model ready; ort-web: InferenceSession.create)');
+  for (const { file, cold, second, peerCreateMs } of startups) {
+    const line = (s) => `${seconds(s.totalMs)} s (instantiate ${seconds(s.instantiateMs)}, model ${seconds(s.fetchMs)}, prepare ${seconds(s.compileMs)})`;
+    console.log(`  ${file.padEnd(18)} cold ${line(cold)}; second visit ${line(second)}; ort-web create ${seconds(peerCreateMs)} s`);
+  }
+  console.log(`\nwasm linear memory after the runs (Cutout's peak): ${(memoryBytes / 1e6).toFixed(0)} MB`);
+  for (const dir of readdirSync(DIST).filter((d) => d.startsWith('pkg-')).sort()) {
+    const wasm = readFileSync(join(DIST, dir, 'cutout_wasm_bg.wasm'));
+    console.log(`wasm ${dir}: ${(wasm.length / 1e6).toFixed(2)} MB raw, ${(gzipSync(wasm, { level: 9 }).length / 1e6).toFixed(2)} MB gzipped`);
+  }
+} finally {
+  await browser.close();
+  await server.close();
+}

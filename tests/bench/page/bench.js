@@ -1,0 +1,84 @@
+// The benchmark page: drives the site's own worker (www/dist/worker.js, exactly what the app runs)
+// and peer workers (onnxruntime-web) and returns timings to tests/bench/bench.mjs.
+import { resolveModel } from '/model-spec.js';
+
+const IMAGE_URL = '/bench-input.jpg';
+const workers = new Map();
+
+// Posts `message` and resolves with the first reply of type `until`; `onOther` sees the rest.
+function request(worker, message, until, onOther = () => {}) {
+  return new Promise((resolve, reject) => {
+    worker.onmessage = ({ data }) => {
+      if (data.type === until) resolve(data);
+      else if (['error', 'fatal', 'model-error', 'failed'].includes(data.type)) reject(new Error(`${data.type}: ${data.message}`));
+      else onOther(data);
+    };
+    worker.onerror = (e) => reject(new Error(`worker error: ${e.message}`));
+    worker.postMessage(message);
+  });
+}
+
+function stop(name) {
+  workers.get(name)?.worker.terminate();
+  workers.delete(name);
+}
+
+// Starts the site's worker and loads a model: the start-up a visitor waits for.
+async function startCutout(name, { modelUrl, sha256, variant = '' }) {
+  stop(name);
+  const started = performance.now();
+  const worker = new Worker(`/worker.js${variant ? `?variant=${variant}` : ''}`, { type: 'module' });
+  const ready = await request(worker, { type: 'init' }, 'ready');
+  const readyMs = performance.now() - started;
+  const model = resolveModel({ url: modelUrl, sha256 }, ready.manifest, { baseUrl: location.href });
+  const loaded = await request(worker, { type: 'load-model', model }, 'model-ready');
+  workers.set(name, { worker });
+  return {
+    variant: ready.variant,
+    threads: ready.threads || 1,
+    instantiateMs: readyMs,
+    fetchMs: loaded.info.fetchMs,
+    fromCache: loaded.info.fromCache,
+    compileMs: loaded.info.compileMs,
+    totalMs: performance.now() - started,
+  };
+}
+
+// One photo through the whole pipeline (decode -> PNG); inference timed between its stages.
+async function runCutout(name) {
+  const { worker } = workers.get(name);
+  const file = await (await fetch(IMAGE_URL)).blob();
+  const stages = {};
+  const started = performance.now();
+  const done = await request(worker, { type: 'process', id: 1, file, options: {} }, 'done', (data) => {
+    if (data.type === 'stage') stages[data.stage] = performance.now();
+  });
+  const endToEndMs = performance.now() - started;
+  if (!(done.bytes.byteLength > 1000) || done.mime !== 'image/png') throw new Error('cutout produced no PNG');
+  return { inferenceMs: stages.postprocess - stages.inference, endToEndMs, memoryBytes: done.memoryBytes };
+}
+
+async function startPeer(name, { modelUrl, threads }) {
+  stop(name);
+  const worker = new Worker('/bench/peer-worker.js', { type: 'module' });
+  const loaded = await request(worker, { type: 'load', modelUrl, imageUrl: IMAGE_URL, threads }, 'loaded');
+  workers.set(name, { worker });
+  return { createMs: loaded.createMs, threads: loaded.threads };
+}
+
+async function runPeer(name) {
+  const { worker } = workers.get(name);
+  const ran = await request(worker, { type: 'run' }, 'ran');
+  if (!(ran.maskMean > 0.01 && ran.maskMean < 0.99)) throw new Error(`the peer's mask looks empty (mean ${ran.maskMean})`);
+  return { inferenceMs: ran.inferenceMs };
+}
+
+window.bench = {
+  startCutout,
+  runCutout,
+  startPeer,
+  runPeer,
+  stop,
+  environment: () => ({ crossOriginIsolated, cores: navigator.hardwareConcurrency, userAgent: navigator.userAgent }),
+};
+document.body.dataset.ready = 'true';
