@@ -24,6 +24,14 @@ pub fn hex_digest(hasher: Sha256) -> String {
         .collect()
 }
 
+/// Time one op type took over a profiled inference.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OpProfile {
+    pub op: String,
+    pub calls: usize,
+    pub seconds: f64,
+}
+
 /// A loaded model, ready to run on normalised `[1, 3, height, width]` tensors.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -266,8 +274,7 @@ impl Model {
             .collect()
     }
 
-    /// Runs the graph on a planar `[1, 3, h, w]` input and returns the raw mask, row-major.
-    pub fn infer(&self, planar_input: Vec<f32>) -> Result<Vec<f32>> {
+    fn input_tensor(&self, planar_input: Vec<f32>) -> Result<Tensor> {
         let (w, h) = self.input_size;
         let tensor =
             tract_ndarray::Array4::from_shape_vec((1, 3, h, w), planar_input).map_err(|e| {
@@ -275,9 +282,52 @@ impl Model {
                     detail: format!("input tensor: {e}"),
                 }
             })?;
+        Ok(tensor.into())
+    }
+
+    /// Runs the graph once and times every node: seconds per op type, longest first. `clock`
+    /// returns seconds (std's `Instant` does not exist on wasm32-unknown-unknown).
+    pub fn profile(
+        &self,
+        planar_input: Vec<f32>,
+        clock: &dyn Fn() -> f64,
+    ) -> Result<Vec<OpProfile>> {
+        let tensor = self.input_tensor(planar_input)?;
+        let mut by_op: std::collections::HashMap<String, OpProfile> = Default::default();
+        catch_panics("inference", || {
+            let mut state = TypedSimpleState::new(&self.plan).map_err(|e| Error::Inference {
+                detail: format!("{e:#}"),
+            })?;
+            state
+                .run_plan_with_eval(tvec!(tensor.into()), |session, op_state, node, inputs| {
+                    let started = clock();
+                    let outputs =
+                        tract_onnx::tract_core::plan::eval(session, op_state, node, inputs);
+                    let name = node.op().name().to_string();
+                    let entry = by_op.entry(name.clone()).or_insert(OpProfile {
+                        op: name,
+                        calls: 0,
+                        seconds: 0.0,
+                    });
+                    entry.calls += 1;
+                    entry.seconds += clock() - started;
+                    outputs
+                })
+                .map_err(|e| Error::Inference {
+                    detail: format!("{e:#}"),
+                })
+        })?;
+        let mut ops: Vec<OpProfile> = by_op.into_values().collect();
+        ops.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+        Ok(ops)
+    }
+
+    /// Runs the graph on a planar `[1, 3, h, w]` input and returns the raw mask, row-major.
+    pub fn infer(&self, planar_input: Vec<f32>) -> Result<Vec<f32>> {
+        let tensor = self.input_tensor(planar_input)?;
         let outputs = catch_panics("inference", || {
             self.plan
-                .run(tvec!(Tensor::from(tensor).into()))
+                .run(tvec!(tensor.into()))
                 .map_err(|e| Error::Inference {
                     detail: format!("{e:#}"),
                 })
@@ -298,6 +348,10 @@ pub fn set_threads(threads: usize) {
     use tract_linalg::multithread::{set_default_executor, Executor};
     if threads <= 1 {
         set_default_executor(Executor::SingleThread);
+    } else if cfg!(target_family = "wasm") {
+        // Web Workers cannot be spawned from Rust: the pool is the one
+        // wasm-bindgen-rayon's initThreadPool set up as rayon's global pool.
+        set_default_executor(Executor::RayonGlobal);
     } else {
         set_default_executor(Executor::multithread(threads));
     }

@@ -2,6 +2,7 @@
 //! a different order than the reference (onnxruntime). Each replacement computes the same values.
 
 mod bilinear;
+mod im2col;
 mod quantize;
 
 use tract_onnx::prelude::*;
@@ -15,5 +16,6 @@ pub fn before_codegen(model: &mut TypedModel) -> TractResult<()> {
 /// Rewrites an optimised model (ops codegen leaves alone but runs slowly).
 pub fn after_codegen(model: &mut TypedModel) -> TractResult<()> {
     quantize::use_fast_dynamic_quantize(model)?;
+    im2col::use_panel_im2col(model)?;
     Ok(())
 }

@@ -1,0 +1,39 @@
+//! Where inference time goes, per op type, on a real model and photo (native).
+//!
+//!     cargo run --release --example profile -- MODEL.onnx PHOTO.jpg [THREADS]
+use std::time::Instant;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [model_path, photo, rest @ ..] = args.as_slice() else {
+        return Err("usage: profile MODEL.onnx PHOTO.jpg [THREADS]".into());
+    };
+    let threads = rest.first().map(|t| t.parse()).transpose()?.unwrap_or(1);
+    cutout::set_threads(threads);
+    let bytes = std::fs::read(model_path)?;
+    let entry = cutout::Manifest::builtin()
+        .models
+        .iter()
+        .find(|m| m.sha256.as_deref() == Some(cutout::sha256_hex(&bytes).as_str()))
+        .cloned()
+        .ok_or("not a model in the manifest")?;
+    let model = cutout::Model::load(&bytes, &entry)?;
+    let image = cutout::decode(&std::fs::read(photo)?, 50_000_000)?;
+    let input = cutout::pipeline::preprocess(&image, model.input_size(), &entry.normalisation);
+    let epoch = Instant::now();
+    let clock = || epoch.elapsed().as_secs_f64();
+    model.profile(input.clone(), &clock)?; // warm-up
+    let ops = model.profile(input, &clock)?;
+    let total: f64 = ops.iter().map(|o| o.seconds).sum();
+    println!("{threads} thread(s), {total:.2} s in ops");
+    for op in ops.iter().take(20) {
+        println!(
+            "{:>6.1}% {:>7.3} s {:>5} x {}",
+            100.0 * op.seconds / total,
+            op.seconds,
+            op.calls,
+            op.op
+        );
+    }
+    Ok(())
+}
