@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // A small static file server for the built site (no dependencies): correct MIME types for .wasm
-// and .onnx, the page's Content-Security-Policy as a header (so the worker gets it too), and
-// optional extra directories mounted at a path (e.g. self-hosted models).
+// and .onnx, the page's Content-Security-Policy as a header (so the worker gets it too),
+// cross-origin isolation headers (threads), and optional extra directories mounted at a path
+// (e.g. self-hosted models).
 //
 //   node www/serve.mjs [--port 8080] [--root www/dist] [--mount /models=../shared/models]
 import { createServer as createHttpServer } from 'node:http';
@@ -35,6 +36,11 @@ export const CSP =
   "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self' blob: https:; " +
   "img-src 'self' blob: data:; style-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
+export const ISOLATION_HEADERS = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+};
+
 function resolveFile(dir, urlPath) {
   const full = normalize(join(dir, urlPath));
   if (full !== dir && !full.startsWith(dir + sep)) return null; // no escaping the root
@@ -65,7 +71,11 @@ export function createServer({ root, mounts = {}, onRequest = () => {}, handlers
     if (handlers[pathname]) return handlers[pathname](req, res);
     const mount = dirs.find(([prefix]) => pathname.startsWith(prefix + '/'));
     const file = mount ? resolveFile(mount[1], pathname.slice(mount[0].length)) : resolveFile(rootDir, pathname);
-    const headers = { 'Content-Security-Policy': CSP, 'X-Content-Type-Options': 'nosniff', 'Referrer-Policy': 'no-referrer', 'Cache-Control': 'no-cache' };
+    const headers = {
+      'Content-Security-Policy': CSP, 'X-Content-Type-Options': 'nosniff', 'Referrer-Policy': 'no-referrer', 'Cache-Control': 'no-cache',
+      // Cross-origin isolation: shared memory for the multi-threaded engine from the first visit.
+      ...ISOLATION_HEADERS,
+    };
     for (const [name, value] of Object.entries(headersFor(pathname))) {
       if (value === null) delete headers[name];
       else headers[name] = value;

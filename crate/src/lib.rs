@@ -18,7 +18,7 @@ pub use error::{Error, Result};
 pub use image;
 pub use image_io::{decode, OutputFormat, DEFAULT_MAX_PIXELS};
 pub use manifest::{Manifest, ModelEntry};
-pub use model::{sha256_hex, Model, OpProfile};
+pub use model::{sha256_hex, LoadPhases, Model, OpProfile};
 pub use pipeline::{parse_colour, Options, OutputKind, Rendered, Session, Stage};
 
 #[cfg(feature = "multithread")]

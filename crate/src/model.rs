@@ -41,6 +41,20 @@ pub struct Model {
     mask_size: (usize, usize),
     /// Whether the file held fp16 tensors that were widened to f32 at load.
     widened_fp16: bool,
+    phases: LoadPhases,
+}
+
+/// Seconds each phase of [`Model::load`] took: hash check, ONNX parse, type inference (with
+/// fp16 widening), declutter (+ our pre-codegen ops), optimise (codegen, weight packing, our
+/// ops), plan.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LoadPhases {
+    pub verify: f64,
+    pub parse: f64,
+    pub typing: f64,
+    pub declutter: f64,
+    pub optimise: f64,
+    pub plan: f64,
 }
 
 fn bad_model(context: &str, e: impl std::fmt::Display) -> Error {
@@ -63,6 +77,23 @@ impl Model {
     /// Parses, verifies and optimises `onnx_bytes` as the model `entry` describes. When the entry
     /// pins a sha256, the bytes must hash to it.
     pub fn load(onnx_bytes: &[u8], entry: &ModelEntry) -> Result<Model> {
+        #[cfg(not(target_family = "wasm"))]
+        let clock = {
+            let epoch = std::time::Instant::now();
+            move || epoch.elapsed().as_secs_f64()
+        };
+        #[cfg(target_family = "wasm")]
+        let clock = || 0.0;
+        Model::load_with_clock(onnx_bytes, entry, &clock)
+    }
+
+    /// [`Model::load`], timing its phases with `clock` (seconds; see [`Model::load_phases`]).
+    pub fn load_with_clock(
+        onnx_bytes: &[u8],
+        entry: &ModelEntry,
+        clock: &dyn Fn() -> f64,
+    ) -> Result<Model> {
+        let started = clock();
         if let Some(expected) = &entry.sha256 {
             let actual = sha256_hex(onnx_bytes);
             if !actual.eq_ignore_ascii_case(expected) {
@@ -72,18 +103,38 @@ impl Model {
                 });
             }
         }
-        catch_panics("model loading", || {
-            Model::load_unverified(onnx_bytes, entry)
-        })
+        let verified = clock();
+        let mut model = catch_panics("model loading", || {
+            Model::load_unverified(onnx_bytes, entry, clock)
+        })?;
+        model.phases.verify = verified - started;
+        Ok(model)
     }
 
-    fn load_unverified(onnx_bytes: &[u8], entry: &ModelEntry) -> Result<Model> {
+    /// How long each phase of loading took.
+    pub fn load_phases(&self) -> &LoadPhases {
+        &self.phases
+    }
+
+    fn load_unverified(
+        onnx_bytes: &[u8],
+        entry: &ModelEntry,
+        clock: &dyn Fn() -> f64,
+    ) -> Result<Model> {
+        let mut phases = LoadPhases::default();
+        let mut mark = clock();
+        let mut lap = |phase: &mut f64| {
+            let now = clock();
+            *phase = now - mark;
+            mark = now;
+        };
         if onnx_bytes.is_empty() {
             return Err(bad_model("the model file", "is empty"));
         }
         let mut model = tract_onnx::onnx()
             .model_for_read(&mut &onnx_bytes[..])
             .map_err(|e| bad_model("not a readable ONNX model", format!("{e:#}")))?;
+        lap(&mut phases.parse);
 
         let inputs = model
             .input_outlets()
@@ -173,6 +224,7 @@ impl Model {
                 format!("{e:#}"),
             )
         })?;
+        lap(&mut phases.typing);
         let widened_fp16 = typed.nodes().iter().any(|n| {
             n.outputs
                 .iter()
@@ -187,7 +239,7 @@ impl Model {
                 ))
                 .map_err(|e| bad_model("converting fp16 to f32", format!("{e:#}")))?;
         }
-        let optimise = |mut typed: TypedModel| -> TractResult<TypedModel> {
+        let mut optimise = |mut typed: TypedModel| -> TractResult<TypedModel> {
             // tract's direct spatial convolution (x86 FMA / aarch64 only, never on wasm) is
             // slower than im2col + matrix product on these models' convolutions: fp16 IS-Net
             // 10.1 -> 7.1 s on one thread.
@@ -198,8 +250,10 @@ impl Model {
             );
             typed.declutter()?;
             crate::ops::before_codegen(&mut typed)?;
+            lap(&mut phases.declutter);
             typed.optimize()?;
             crate::ops::after_codegen(&mut typed)?;
+            lap(&mut phases.optimise);
             Ok(typed)
         };
         let optimised =
@@ -233,6 +287,7 @@ impl Model {
         let plan = optimised
             .into_runnable()
             .map_err(|e| bad_model("preparing the plan", format!("{e:#}")))?;
+        lap(&mut phases.plan);
         let mut entry = entry.clone();
         entry.input.width = width as u32;
         entry.input.height = height as u32;
@@ -242,6 +297,7 @@ impl Model {
             input_size: (width, height),
             mask_size: (mask_w, mask_h),
             widened_fp16,
+            phases,
         })
     }
 

@@ -3,13 +3,15 @@
 // headless Chromium session, on the IS-Net models and the example photo. Alternates Cutout and
 // the peer (A B A B), reports medians after one warm-up run each.
 //
-//   node tests/bench/bench.mjs [--runs 3] [--models isnet_quint8.onnx,isnet_fp16.onnx] [--quick]
+//   node tests/bench/bench.mjs [--runs 3] [--models isnet_quint8.onnx,isnet_fp16.onnx] [--quick] [--profile]
 // --quick: one run, quint8 only, no SIMD-only comparison (CI's smoke run of this script).
+// --profile: also print where Cutout's inference time goes, per op type, inside the browser.
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { DIST, ROOT, SHARED, launch, modelDir, serve } from '../browser/harness.mjs';
+import { ISOLATION_HEADERS } from '../../www/serve.mjs';
 
 const args = process.argv.slice(2);
 const option = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
@@ -41,19 +43,14 @@ if (!existsSync(IMAGE)) skip(`${IMAGE} not found`);
 if (!existsSync(join(DIST, 'worker.js'))) skip('www/dist is not built (make build)');
 if (!existsSync(ORT_DIST)) skip('onnxruntime-web is not installed (cd tests/bench && npm ci)');
 
-// Cross-origin isolation (COOP + COEP) on every response, so both engines may use threads.
+// The server sends COOP + COEP (cross-origin isolation) by default, so both engines may use threads.
 const server = await serve({
   mounts: { '/bench': join(ROOT, 'tests/bench/page'), '/ort': ORT_DIST, '/models': models },
   handlers: {
-    '/bench-input.jpg': (req, res) => res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Cross-Origin-Resource-Policy': 'same-origin' }).end(readFileSync(IMAGE)),
+    '/bench-input.jpg': (req, res) => res.writeHead(200, { 'Content-Type': 'image/jpeg', ...ISOLATION_HEADERS }).end(readFileSync(IMAGE)),
   },
-  headersFor: (path) => ({
-    'Cross-Origin-Opener-Policy': 'same-origin',
-    'Cross-Origin-Embedder-Policy': 'require-corp',
-    'Cross-Origin-Resource-Policy': 'same-origin',
-    // The benchmark's own pages and the peer's files run without the app's CSP.
-    ...(path.startsWith('/bench/') || path.startsWith('/ort/') ? { 'Content-Security-Policy': null } : {}),
-  }),
+  // The benchmark's own pages and the peer's files run without the app's CSP.
+  headersFor: (path) => (path.startsWith('/bench/') || path.startsWith('/ort/') ? { 'Content-Security-Policy': null } : {}),
 });
 const loadBefore = loadavg();
 const browser = await launch();
@@ -85,36 +82,48 @@ try {
     const second = await call('startCutout', 'cutout', spec);
     if (!second.fromCache) throw new Error('second visit did not read the model from the cache');
     startups.push({ file, cold, second });
-    const peers = [];
+    if (args.includes('--profile')) {
+      await call('profileCutout', 'cutout'); // warm-up
+      const ops = await call('profileCutout', 'cutout');
+      const total = ops.reduce((sum, op) => sum + op.seconds, 0);
+      console.log(`\nCutout ${cold.variant}, ${file}: ${total.toFixed(2)} s in ops`);
+      for (const op of ops.slice(0, 15)) {
+        console.log(`  ${(100 * op.seconds / total).toFixed(1).padStart(5)}% ${op.seconds.toFixed(3).padStart(7)} s ${String(op.calls).padStart(5)} x ${op.op}`);
+      }
+    }
+    await call('stop', 'cutout');
+    // One Cutout and one peer worker per thread count, all loaded up front, then alternated.
+    const pairs = [];
     for (const threads of threadCounts) {
-      const loaded = await call('startPeer', `peer-${threads}`, { ...spec, threads });
-      peers.push({ threads, name: `peer-${threads}`, createMs: loaded.createMs, times: [] });
+      const ours = await call('startCutout', `cutout-${threads}`, { ...spec, threads });
+      const peer = await call('startPeer', `peer-${threads}`, { ...spec, threads });
+      pairs.push({ threads, ours, peer, inference: [], endToEnd: [], theirs: [] });
     }
-    startups.at(-1).peerCreateMs = peers[0].createMs;
-    const ours = { inference: [], endToEnd: [] };
+    startups.at(-1).peerCreateMs = pairs[0].peer.createMs;
     for (let round = 0; round <= runs; round++) {
-      const result = await call('runCutout', 'cutout');
-      memoryBytes = Math.max(memoryBytes, result.memoryBytes);
-      for (const peer of peers) {
-        const ran = await call('runPeer', peer.name);
-        if (round > 0) peer.times.push(ran.inferenceMs);
+      for (const pair of pairs) {
+        const result = await call('runCutout', `cutout-${pair.threads}`);
+        memoryBytes = Math.max(memoryBytes, result.memoryBytes);
+        const ran = await call('runPeer', `peer-${pair.threads}`);
+        process.stderr.write(`  ${file} ${pair.threads} thread(s) round ${round}${round ? '' : ' (warm-up)'}: ` +
+          `Cutout ${seconds(result.inferenceMs)} s, ort-web ${seconds(ran.inferenceMs)} s\n`);
+        if (round === 0) continue;
+        pair.inference.push(result.inferenceMs);
+        pair.endToEnd.push(result.endToEndMs);
+        pair.theirs.push(ran.inferenceMs);
       }
-      if (round > 0) {
-        ours.inference.push(result.inferenceMs);
-        ours.endToEnd.push(result.endToEndMs);
-      }
-      process.stderr.write(`  ${file} round ${round}${round ? '' : ' (warm-up)'}: cutout ${seconds(result.inferenceMs)} s\n`);
     }
-    for (const peer of peers) {
-      call('stop', peer.name);
+    for (const pair of pairs) {
+      await call('stop', `cutout-${pair.threads}`);
+      await call('stop', `peer-${pair.threads}`);
       rows.push({
-        file, threads: peer.threads, cutoutThreads: cold.threads, variant: cold.variant,
-        ours: median(ours.inference), endToEnd: median(ours.endToEnd), theirs: median(peer.times),
+        file, threads: pair.threads, cutoutThreads: pair.ours.threads, variant: pair.ours.variant,
+        ours: median(pair.inference), endToEnd: median(pair.endToEnd), theirs: median(pair.theirs),
       });
     }
     // The SIMD-only build (browsers without relaxed SIMD), for the quantized model.
-    if (!quick && file === 'isnet_quint8.onnx' && cold.variant !== 'simd') {
-      await call('startCutout', 'cutout-simd', { ...spec, variant: 'simd' });
+    if (!quick && file === 'isnet_quint8.onnx') {
+      await call('startCutout', 'cutout-simd', { ...spec, variant: 'simd', threads: 1 });
       const times = [];
       for (let round = 0; round <= runs; round++) {
         const result = await call('runCutout', 'cutout-simd');
@@ -123,7 +132,6 @@ try {
       await call('stop', 'cutout-simd');
       rows.push({ file, threads: 1, cutoutThreads: 1, variant: 'simd', ours: median(times), endToEnd: null, theirs: rows.find((r) => r.file === file && r.threads === 1).theirs });
     }
-    await call('stop', 'cutout');
   }
 
   console.log(`\n${'model'.padEnd(18)} ${pad('threads', 7)} ${pad('build', 8)} ${pad('Cutout s', 9)} ${pad('ort-web s', 9)} ${pad('Cutout/ort', 10)} ${pad('e2e s', 6)}`);
@@ -136,7 +144,9 @@ try {
   console.log('\nstart-up (Cutout: new worker -> model ready; ort-web: InferenceSession.create)');
   for (const { file, cold, second, peerCreateMs } of startups) {
     const line = (s) => `${seconds(s.totalMs)} s (instantiate ${seconds(s.instantiateMs)}, model ${seconds(s.fetchMs)}, prepare ${seconds(s.compileMs)})`;
-    console.log(`  ${file.padEnd(18)} cold ${line(cold)}; second visit ${line(second)}; ort-web create ${seconds(peerCreateMs)} s`);
+    console.log(`  ${file} (${cold.variant} build, ${cold.threads} thread(s)): cold ${line(cold)};\n    second visit ${line(second)}; ort-web create ${seconds(peerCreateMs)} s`);
+    const phases = Object.entries(second.phases || {}).map(([phase, s]) => `${phase} ${s.toFixed(2)}`).join(', ');
+    console.log(`    preparing, second visit: ${phases} s`);
   }
   console.log(`\nwasm linear memory after the runs (Cutout's peak): ${(memoryBytes / 1e6).toFixed(0)} MB`);
   for (const dir of readdirSync(DIST).filter((d) => d.startsWith('pkg-')).sort()) {

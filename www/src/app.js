@@ -26,9 +26,12 @@ function announce(text) {
 // ---- worker lifecycle ---------------------------------------------------------------------------
 
 function startWorker() {
-  const variant = new URLSearchParams(location.search).get('variant');
+  // ?variant= and ?threads= pass through to the worker (tests, benchmarks, capping cores).
   const url = new URL('worker.js', location.href);
-  if (variant) url.searchParams.set('variant', variant);
+  for (const name of ['variant', 'threads']) {
+    const value = new URLSearchParams(location.search).get(name);
+    if (value) url.searchParams.set(name, value);
+  }
   state.worker = new Worker(url, { type: 'module' });
   state.workerReady = false;
   state.modelReady = false;
@@ -52,7 +55,9 @@ function onWorkerMessage(data) {
     case 'ready':
       state.workerReady = true;
       state.manifest = state.manifest || data.manifest;
-      $('engine-info').textContent = `Engine: tract, WebAssembly ${data.variant === 'relaxed' ? 'relaxed SIMD' : 'SIMD'}.`;
+      $('engine-info').textContent = `Engine: tract, WebAssembly ${data.variant === 'simd' ? 'SIMD' : 'relaxed SIMD'}, ` +
+        `${data.threads} thread${data.threads === 1 ? '' : 's'}.`;
+      document.body.dataset.threads = data.threads;
       document.body.dataset.variant = data.variant;
       if (!$('model-select').options.length) fillModelSelect();
       loadModel();

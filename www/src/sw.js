@@ -1,5 +1,5 @@
-// Service worker: precaches the app shell (page, worker, both wasm builds) so the app works
-// offline after one visit, and serves it cache-first. Models are not touched here: the worker
+// Service worker: precaches the app shell (page, worker, the wasm builds) so the app works
+// offline after one visit, and serves it cache-first, cross-origin isolated. Models are not touched here: the worker
 // keeps them in their own Cache API store, which survives app updates.
 //
 // build.sh replaces the two placeholders: the build's version and the list of shell files.
@@ -35,6 +35,17 @@ self.addEventListener('message', (event) => {
   if (event.data?.type === 'version') event.source?.postMessage({ type: 'version', version: VERSION });
 });
 
+// Cross-origin isolation (COOP + COEP) on everything this worker serves: it gives the page
+// shared memory, hence the multi-threaded engine, even on a static host that cannot set headers.
+// Cross-origin fetches (a model on a CDN) stay CORS requests, which COEP allows.
+function isolated(response) {
+  if (!response || response.type === 'opaque' || response.status === 0) return response;
+  const headers = new Headers(response.headers);
+  headers.set('Cross-Origin-Opener-Policy', 'same-origin');
+  headers.set('Cross-Origin-Embedder-Policy', 'require-corp');
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+}
+
 self.addEventListener('fetch', (event) => {
   const request = event.request;
   const url = new URL(request.url);
@@ -44,10 +55,9 @@ self.addEventListener('fetch', (event) => {
   event.respondWith(
     (async () => {
       const cache = await caches.open(SHELL_CACHE);
-      // The page is one file whatever its query (?model=...): match it without the search.
-      const cached = await cache.match(isPage ? shellPath : request, { ignoreSearch: isPage });
-      if (cached) return cached;
-      return fetch(request);
+      // Shell files are the same whatever their query (?model=..., worker.js?threads=...).
+      const cached = await cache.match(isPage ? shellPath : request, { ignoreSearch: true });
+      return isolated(cached || (await fetch(request)));
     })(),
   );
 });

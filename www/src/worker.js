@@ -1,18 +1,22 @@
 // The worker owns the wasm engine and the model; the page only posts messages.
 //
 // page -> worker: {type: 'init'} | {type: 'load-model', model} | {type: 'process', id, file, options}
-//                 | {type: 'list-models'} | {type: 'delete-model', url}
-// worker -> page: {type: 'ready', variant, manifest} | {type: 'model-progress', loaded, total}
+//                 | {type: 'list-models'} | {type: 'delete-model', url} | {type: 'profile', pixels: {buffer, width, height}}
+// worker -> page: {type: 'ready', variant, threads, manifest, instantiateMs} | {type: 'model-progress', loaded, total}
 //                 | {type: 'model-status', state, message} | {type: 'model-ready', info}
 //                 | {type: 'model-error', message} | {type: 'stage', id, stage}
 //                 | {type: 'done', id, bytes, mime, width, height, mask, memoryBytes} (buffers transferred)
 //                 | {type: 'failed', id, message} | {type: 'models', list} | {type: 'fatal', message}
+//                 | {type: 'profiled', ops: [{op, calls, seconds}]}
 import { fetchModel, listCachedModels, deleteCachedModel } from './models.js';
 // Static imports and literal URLs, so bundlers (Vite, webpack, esbuild) find every file.
 import * as relaxedGlue from './pkg-relaxed/cutout_wasm.js';
 import * as simdGlue from './pkg-simd/cutout_wasm.js';
+import * as threadsGlue from './pkg-threads/cutout_wasm.js';
 
+// threads: relaxed SIMD + a pool of Web Workers on shared memory (cross-origin isolated pages).
 const BUILDS = {
+  threads: { glue: threadsGlue, wasm: new URL('./pkg-threads/cutout_wasm_bg.wasm', import.meta.url) },
   relaxed: { glue: relaxedGlue, wasm: new URL('./pkg-relaxed/cutout_wasm_bg.wasm', import.meta.url) },
   simd: { glue: simdGlue, wasm: new URL('./pkg-simd/cutout_wasm_bg.wasm', import.meta.url) },
 };
@@ -29,24 +33,50 @@ let engineKey = null;
 
 const post = (message, transfer = []) => self.postMessage(message, transfer);
 
-function pickVariant() {
+// ?threads=N (the benchmark, or a site owner capping it); otherwise every core.
+function requestedThreads() {
+  const param = Math.floor(Number(new URL(self.location.href).searchParams.get('threads')));
+  return param >= 1 ? param : navigator.hardwareConcurrency || 1;
+}
+
+function pickVariant(threads) {
   const forced = new URL(self.location.href).searchParams.get('variant');
-  if (forced === 'relaxed' || forced === 'simd') return forced;
-  if (WebAssembly.validate(RELAXED_SIMD_PROBE)) return 'relaxed';
+  if (forced in BUILDS) return forced;
+  const relaxed = WebAssembly.validate(RELAXED_SIMD_PROBE);
+  // Shared memory, which threads need, exists only on cross-origin isolated pages.
+  if (relaxed && threads > 1 && self.crossOriginIsolated) return 'threads';
+  if (relaxed) return 'relaxed';
   if (WebAssembly.validate(SIMD_PROBE)) return 'simd';
   return null;
 }
 
-async function init() {
-  variant = pickVariant();
-  if (!variant) throw new Error('This browser does not support WebAssembly SIMD, which Cutout needs. Please use a current Chrome, Edge, Firefox or Safari.');
-  const started = performance.now();
-  const { glue, wasm: wasmUrl } = BUILDS[variant];
+async function instantiate(name) {
+  const { glue, wasm: wasmUrl } = BUILDS[name];
   const exports = await glue.default({ module_or_path: wasmUrl });
   wasm = glue;
   wasmMemory = exports.memory;
+}
+
+async function init() {
+  const wanted = requestedThreads();
+  variant = pickVariant(wanted);
+  if (!variant) throw new Error('This browser does not support WebAssembly SIMD, which Cutout needs. Please use a current Chrome, Edge, Firefox or Safari.');
+  const started = performance.now();
+  await instantiate(variant);
+  let threads = 1;
+  if (wasm.threadsSupported()) {
+    try {
+      await wasm.initThreadPool(wanted);
+      threads = wasm.useThreads(wanted);
+    } catch (e) {
+      // No threads after all (e.g. nested workers refused): the single-threaded build.
+      console.warn(`Cutout: no thread pool (${e.message}); using one thread`);
+      variant = 'relaxed';
+      await instantiate(variant);
+    }
+  }
   const manifest = JSON.parse(wasm.manifestJson());
-  post({ type: 'ready', variant, manifest, instantiateMs: performance.now() - started });
+  post({ type: 'ready', variant, threads, manifest, instantiateMs: performance.now() - started });
 }
 
 async function loadModel(model) {
@@ -81,7 +111,8 @@ async function loadModel(model) {
   engineKey = key;
   post({
     type: 'model-ready',
-    info: { key, fromCache, bytes: bytes.length, fetchMs: fetchedMs, compileMs: performance.now() - compileStarted, variant, memoryBytes: wasmMemory.buffer.byteLength },
+    info: { key, fromCache, bytes: bytes.length, fetchMs: fetchedMs, compileMs: performance.now() - compileStarted, variant, memoryBytes: wasmMemory.buffer.byteLength,
+      phases: engine.loadPhases() },
   });
 }
 
@@ -173,6 +204,12 @@ self.onmessage = async ({ data }) => {
           if (isTrap(e)) post({ type: 'fatal', message: 'The engine crashed; restarting it.' });
         }
         break;
+      case 'profile': {
+        // Per-op inference times on already decoded pixels (the benchmark's --profile).
+        const { pixels } = data;
+        post({ type: 'profiled', ops: engine.profile(new Uint8Array(pixels.buffer), pixels.width, pixels.height) });
+        break;
+      }
       case 'list-models':
         post({ type: 'models', list: await listCachedModels() });
         break;

@@ -7,6 +7,7 @@ use cutout::image_io::{probe_dimensions, OutputFormat};
 use cutout::{Manifest, ModelEntry, Options, OutputKind, Rendered, Session, Stage};
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -17,6 +18,52 @@ fn start() {
 
 fn js_error(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
+}
+
+/// Seconds from `performance.now()` (std's clocks do not exist on wasm32-unknown-unknown); 0
+/// where there is no such clock.
+fn performance_clock() -> impl Fn() -> f64 {
+    let performance = js_sys::Reflect::get(&js_sys::global(), &"performance".into()).ok();
+    let now = performance
+        .as_ref()
+        .and_then(|p| js_sys::Reflect::get(p, &"now".into()).ok())
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+    move || match (&performance, &now) {
+        (Some(performance), Some(now)) => {
+            now.call0(performance)
+                .ok()
+                .and_then(|v| v.as_f64())
+                .unwrap_or(0.0)
+                / 1000.0
+        }
+        _ => 0.0,
+    }
+}
+
+// initThreadPool(n) starts n Web Workers sharing this module's memory (the threads build).
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// Whether this build can run inference on several threads (after `initThreadPool`).
+#[wasm_bindgen(js_name = threadsSupported)]
+pub fn threads_supported() -> bool {
+    cfg!(feature = "threads")
+}
+
+/// Runs inference on `threads` threads from now on (the pool must have been started with
+/// `initThreadPool(threads)`); 1 in builds without threads.
+#[wasm_bindgen(js_name = useThreads)]
+pub fn use_threads(threads: usize) -> usize {
+    #[cfg(feature = "threads")]
+    {
+        cutout::set_threads(threads);
+        threads.max(1)
+    }
+    #[cfg(not(feature = "threads"))]
+    {
+        let _ = threads;
+        1
+    }
 }
 
 /// The manifest compiled into this build, as JSON.
@@ -166,10 +213,17 @@ impl Engine {
                     ))
                 })?,
         };
-        let model = cutout::Model::load(model, &entry).map_err(js_error)?;
+        let model = cutout::Model::load_with_clock(model, &entry, &performance_clock())
+            .map_err(js_error)?;
         Ok(Engine {
             session: Session::new(model),
         })
+    }
+
+    /// Seconds each phase of loading took: `{verify, parse, typing, declutter, optimise, plan}`.
+    #[wasm_bindgen(js_name = loadPhases)]
+    pub fn load_phases(&self) -> Result<JsValue, JsError> {
+        serde_wasm_bindgen::to_value(self.session.model().load_phases()).map_err(js_error)
     }
 
     /// `[width, height]` the model takes.
@@ -192,6 +246,19 @@ impl Engine {
         let (options, with_mask) = JsOptions::parse(options)?;
         let image = cutout::pipeline::rgba_image(pixels, width, height).map_err(js_error)?;
         self.finish(&image, &options, with_mask, &progress)
+    }
+
+    /// Times every op of one inference on decoded RGBA pixels: `[{op, calls, seconds}]`,
+    /// longest first (for the benchmark's `--profile`).
+    pub fn profile(&self, pixels: Vec<u8>, width: u32, height: u32) -> Result<JsValue, JsError> {
+        let image = cutout::pipeline::rgba_image(pixels, width, height).map_err(js_error)?;
+        let model = self.session.model();
+        let input =
+            cutout::pipeline::preprocess(&image, model.input_size(), &model.entry().normalisation);
+        let ops = model
+            .profile(input, &performance_clock())
+            .map_err(js_error)?;
+        serde_wasm_bindgen::to_value(&ops).map_err(js_error)
     }
 
     /// Encoded image bytes in (formats the browser cannot decode, such as TIFF), result out.

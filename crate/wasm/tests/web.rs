@@ -186,3 +186,36 @@ fn the_manifest_is_available_to_js() {
     let manifest: serde_json::Value = serde_json::from_str(&manifest_json()).unwrap();
     assert_eq!(manifest["default"], "rmbg-1.4");
 }
+
+#[wasm_bindgen_test]
+fn profile_and_load_phases_report_real_work() {
+    let engine = engine();
+    let phases: serde_json::Value =
+        serde_wasm_bindgen::from_value(engine.load_phases().map_err(JsValue::from).unwrap())
+            .unwrap();
+    for phase in ["verify", "parse", "typing", "declutter", "optimise", "plan"] {
+        let seconds = phases[phase].as_f64().unwrap_or(-1.0);
+        assert!(seconds >= 0.0, "phase {phase}: {phases}");
+    }
+    let image = red_square(40, 30);
+    let ops: serde_json::Value = serde_wasm_bindgen::from_value(
+        engine
+            .profile(image.into_raw(), 40, 30)
+            .map_err(JsValue::from)
+            .unwrap(),
+    )
+    .unwrap();
+    let ops = ops.as_array().expect("a list of ops");
+    assert!(
+        ops.iter()
+            .any(|op| op["op"].as_str().unwrap_or("").contains("Sigmoid")),
+        "{ops:?}"
+    );
+    assert!(ops.iter().all(|op| op["calls"].as_u64().unwrap_or(0) >= 1));
+}
+
+#[wasm_bindgen_test]
+fn a_build_without_threads_says_so() {
+    assert!(!cutout_wasm::threads_supported());
+    assert_eq!(cutout_wasm::use_threads(4), 1);
+}

@@ -24,10 +24,14 @@ function stop(name) {
 }
 
 // Starts the site's worker and loads a model: the start-up a visitor waits for.
-async function startCutout(name, { modelUrl, sha256, variant = '' }) {
+// `threads` / `variant` unset: what the app itself picks (all cores, best build).
+async function startCutout(name, { modelUrl, sha256, variant, threads }) {
   stop(name);
   const started = performance.now();
-  const worker = new Worker(`/worker.js${variant ? `?variant=${variant}` : ''}`, { type: 'module' });
+  const query = new URLSearchParams();
+  if (variant) query.set('variant', variant);
+  if (threads) query.set('threads', threads);
+  const worker = new Worker(`/worker.js?${query}`, { type: 'module' });
   const ready = await request(worker, { type: 'init' }, 'ready');
   const readyMs = performance.now() - started;
   const model = resolveModel({ url: modelUrl, sha256 }, ready.manifest, { baseUrl: location.href });
@@ -40,6 +44,7 @@ async function startCutout(name, { modelUrl, sha256, variant = '' }) {
     fetchMs: loaded.info.fetchMs,
     fromCache: loaded.info.fromCache,
     compileMs: loaded.info.compileMs,
+    phases: loaded.info.phases,
     totalMs: performance.now() - started,
   };
 }
@@ -56,6 +61,18 @@ async function runCutout(name) {
   const endToEndMs = performance.now() - started;
   if (!(done.bytes.byteLength > 1000) || done.mime !== 'image/png') throw new Error('cutout produced no PNG');
   return { inferenceMs: stages.postprocess - stages.inference, endToEndMs, memoryBytes: done.memoryBytes };
+}
+
+// Per-op inference times inside the site's worker (decoded here, like the page does).
+async function profileCutout(name) {
+  const { worker } = workers.get(name);
+  const bitmap = await createImageBitmap(await (await fetch(IMAGE_URL)).blob());
+  const context = new OffscreenCanvas(bitmap.width, bitmap.height).getContext('2d');
+  context.drawImage(bitmap, 0, 0);
+  const { data, width, height } = context.getImageData(0, 0, bitmap.width, bitmap.height);
+  const pixels = { buffer: data.buffer, width, height };
+  const { ops } = await request(worker, { type: 'profile', pixels }, 'profiled');
+  return ops;
 }
 
 async function startPeer(name, { modelUrl, threads }) {
@@ -76,6 +93,7 @@ async function runPeer(name) {
 window.bench = {
   startCutout,
   runCutout,
+  profileCutout,
   startPeer,
   runPeer,
   stop,

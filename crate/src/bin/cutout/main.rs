@@ -16,6 +16,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use inputs::Input;
 use output::{Destination, Namer};
 
+// Every op's output is a fresh, often 100+ MB, allocation; glibc maps each from (and returns it
+// to) the kernel, which zeroes the pages again on first touch. mimalloc keeps and reuses them:
+// IS-Net quint8 on one thread spends ~25% less time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "cutout",
@@ -231,11 +237,19 @@ fn run(args: Args) -> Result<ExitCode, String> {
     drop(resolved.bytes);
     let load_time = started.elapsed();
     if args.timings {
+        let p = model.load_phases();
         eprintln!(
-            "model: {} loaded in {:.2} s ({} threads)",
+            "model: {} loaded in {:.2} s ({} threads): verify {:.2}, parse {:.2}, typing {:.2}, \
+             declutter {:.2}, optimise {:.2}, plan {:.2} s",
             model.entry().id,
             load_time.as_secs_f64(),
-            threads
+            threads,
+            p.verify,
+            p.parse,
+            p.typing,
+            p.declutter,
+            p.optimise,
+            p.plan
         );
     }
     let session = Session::new(model);

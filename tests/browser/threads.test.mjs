@@ -1,0 +1,66 @@
+// Threads: on a static host that sends no isolation headers, the first visit runs the
+// single-threaded build (and works); the service worker then adds COOP/COEP, so from the next
+// visit the page is cross-origin isolated and runs the multi-threaded build on every core.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import {
+  ISNET_SHA256, SHARED, chromiumPath, inspectResult, itemInfo, launch, modelDir, serve, waitForItem, waitForModel,
+} from './harness.mjs';
+
+const models = modelDir();
+const skip = !models ? 'the IS-Net model is not available (run models/fetch-isnet.sh)' : !chromiumPath() ? 'chromium is not installed' : false;
+if (skip) console.log(`\n*** SKIPPING threads tests: ${skip} ***\n`);
+
+let server;
+let browser;
+const MODEL = '/models/isnet_quint8.onnx';
+const example = join(SHARED, 'eval/example_input.jpg');
+
+before(async () => {
+  if (skip) return;
+  // A plain static host: no Cross-Origin-Opener-Policy / Embedder-Policy headers.
+  const plainHost = () => ({ 'Cross-Origin-Opener-Policy': null, 'Cross-Origin-Embedder-Policy': null });
+  server = await serve({ mounts: { '/models': models }, headersFor: plainHost });
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+async function cutOutExample(page, name) {
+  await page.setInputFiles('#file-input', { name, mimeType: 'image/jpeg', buffer: readFileSync(example) });
+  assert.equal(await waitForItem(page, name), 'completed', (await itemInfo(page, name)).text);
+  const result = await inspectResult(page, (await itemInfo(page, name)).href, [
+    [538, 868, 5], [598, 698, 5], [0, 0, 32], [901, 0, 32],
+  ]);
+  assert.deepEqual([result.width, result.height], [933, 1405], 'the input size');
+  result.alphas.slice(0, 2).forEach((a) => assert.ok(a >= 240, `subject opaque: ${result.alphas}`));
+  result.alphas.slice(2).forEach((a) => assert.ok(a <= 8, `corners transparent: ${result.alphas}`));
+}
+
+test('no isolation: one thread; after the service worker isolates the page: all cores', { skip }, async () => {
+  const { page } = browser;
+  const link = `${server.base}/?model=${MODEL}&sha256=${ISNET_SHA256}`;
+  await page.goto(link);
+  await waitForModel(page);
+  assert.equal(await page.evaluate(() => crossOriginIsolated), false);
+  const first = await page.evaluate(() => ({ ...document.body.dataset }));
+  assert.equal(first.variant, 'relaxed');
+  assert.equal(first.threads, '1');
+  await cutOutExample(page, 'first-visit.jpg');
+
+  await page.evaluate(() => navigator.serviceWorker.ready);
+  await page.reload();
+  await waitForModel(page);
+  assert.equal(await page.evaluate(() => crossOriginIsolated), true, 'the service worker isolates the page');
+  const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+  const second = await page.evaluate(() => ({ ...document.body.dataset }));
+  assert.equal(second.variant, cores > 1 ? 'threads' : 'relaxed');
+  assert.equal(Number(second.threads), cores);
+  assert.match(await page.textContent('#engine-info'), new RegExp(`${cores} thread`));
+  await cutOutExample(page, 'second-visit.jpg');
+});
