@@ -305,27 +305,32 @@ fn for_panel_ranges<T: Element>(
     work: &PanelWork<T>,
 ) {
     use rayon::prelude::*;
-    use tract_linalg::multithread::{current_tract_executor, Executor};
     let panels = packed.len() / g.panel_len.max(1);
-    let executor = current_tract_executor();
-    if matches!(executor, Executor::SingleThread) || panels < 64 {
+    if panels < 64 {
         return work(packed, 0, sums);
     }
     let per_task = panels.div_ceil(32);
-    let sum_chunks: Vec<Option<&mut [i32]>> = match sums {
+    let mut sum_chunks: Vec<Option<&mut [i32]>> = match sums {
         Some(sums) => sums.chunks_mut(per_task * g.r).map(Some).collect(),
         None => (0..panels.div_ceil(per_task)).map(|_| None).collect(),
     };
-    let run = || {
+    let parallel = || {
         packed
             .par_chunks_mut(per_task * g.panel_len)
-            .zip(sum_chunks.into_par_iter())
+            .zip(sum_chunks.par_iter_mut())
             .enumerate()
-            .for_each(|(task, (packed, sums))| work(packed, task * per_task, sums))
+            .for_each(|(task, (packed, sums))| work(packed, task * per_task, sums.as_deref_mut()))
     };
-    match executor {
-        Executor::MultiThread(pool) => pool.install(run),
-        _ => run(),
+    if super::parallel::in_pool(parallel).is_none() {
+        // One thread: one pass, sums still in their pieces.
+        let mut first_panel = 0;
+        for (packed, sums) in packed
+            .chunks_mut(per_task * g.panel_len)
+            .zip(sum_chunks.iter_mut())
+        {
+            work(packed, first_panel, sums.as_deref_mut());
+            first_panel += per_task;
+        }
     }
 }
 

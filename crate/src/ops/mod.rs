@@ -3,6 +3,7 @@
 
 mod bilinear;
 mod im2col;
+mod parallel;
 mod quantize;
 
 use tract_onnx::prelude::*;

@@ -35,17 +35,25 @@ fn min_max_with_zero(xs: &[f32]) -> (f32, f32) {
     (lo, hi)
 }
 
-/// Returns (scale, zero point) and writes the quantized values.
+/// Elements per piece when the work is split over threads.
+const CHUNK: usize = 1 << 16;
+
+/// Returns (scale, zero point) and writes the quantized values. min/max and the per-element
+/// rounding are exact, so splitting the work over threads changes no byte.
 pub fn quantize(xs: &[f32], out: &mut [u8]) -> (f32, u8) {
-    let (lo, hi) = min_max_with_zero(xs);
+    let (lo, hi) = super::parallel::map_chunks(xs, CHUNK, min_max_with_zero)
+        .into_iter()
+        .fold((0f32, 0f32), |(lo, hi), (l, h)| (lo.min(l), hi.max(h)));
     let scale = (hi - lo) / 255.0;
     let zero_point = (-lo / scale).round_ties_even().clamp(0.0, 255.0) as u8;
     let zp = zero_point as f32;
-    for (x, y) in xs.iter().zip(out.iter_mut()) {
-        // Integer-valued sums are exact, so this equals round_ties_even(x / scale) + zp.
-        let q = ((x / scale) + ROUNDING_MAGIC) - ROUNDING_MAGIC + zp;
-        *y = q.clamp(0.0, 255.0) as u8;
-    }
+    super::parallel::zip_chunks(xs, out, CHUNK, |xs, out| {
+        for (x, y) in xs.iter().zip(out.iter_mut()) {
+            // Integer-valued sums are exact, so this equals round_ties_even(x / scale) + zp.
+            let q = ((x / scale) + ROUNDING_MAGIC) - ROUNDING_MAGIC + zp;
+            *y = q.clamp(0.0, 255.0) as u8;
+        }
+    });
     (scale, zero_point)
 }
 

@@ -1,0 +1,54 @@
+//! Splitting our ops' work over tract's executor: the threads its matrix products use (a rayon
+//! pool natively, wasm-bindgen-rayon's Web Workers in the threads build), or none.
+
+#[cfg(feature = "multithread")]
+use rayon::prelude::*;
+
+/// Runs `parallel` on tract's thread pool when it has one; None when inference is single-threaded.
+#[cfg(feature = "multithread")]
+pub(super) fn in_pool<R: Send>(parallel: impl FnOnce() -> R + Send) -> Option<R> {
+    use tract_linalg::multithread::{current_tract_executor, Executor};
+    match current_tract_executor() {
+        Executor::SingleThread => None,
+        Executor::MultiThread(pool) => Some(pool.install(parallel)),
+        Executor::RayonGlobal => Some(parallel()),
+    }
+}
+
+/// `f` on each `chunk`-long piece of `xs`, results in order.
+pub(super) fn map_chunks<A: Sync, R: Send>(
+    xs: &[A],
+    chunk: usize,
+    f: impl Fn(&[A]) -> R + Sync + Send,
+) -> Vec<R> {
+    #[cfg(feature = "multithread")]
+    if xs.len() > chunk {
+        if let Some(results) = in_pool(|| xs.par_chunks(chunk).map(&f).collect()) {
+            return results;
+        }
+    }
+    xs.chunks(chunk).map(f).collect()
+}
+
+/// `f` on matching `chunk`-long pieces of `xs` and `ys` (same length).
+pub(super) fn zip_chunks<A: Sync, B: Send>(
+    xs: &[A],
+    ys: &mut [B],
+    chunk: usize,
+    f: impl Fn(&[A], &mut [B]) + Sync + Send,
+) {
+    #[cfg(feature = "multithread")]
+    if xs.len() > chunk {
+        let parallel = || {
+            xs.par_chunks(chunk)
+                .zip(ys.par_chunks_mut(chunk))
+                .for_each(|(x, y)| f(x, y))
+        };
+        if in_pool(parallel).is_some() {
+            return;
+        }
+    }
+    for (x, y) in xs.chunks(chunk).zip(ys.chunks_mut(chunk)) {
+        f(x, y)
+    }
+}
