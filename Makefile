@@ -87,7 +87,7 @@ tests/bench/node_modules/.installed: tests/bench/package-lock.json
 	touch $@
 
 # Cutout vs onnxruntime-web in one headless Chromium, then native tract vs onnxruntime.
-# BENCH_ARGS=--quick: one run of the quantized model only (what CI runs to keep this working).
+# BENCH_ARGS=--quick: one run of the quantized model only; --profile adds per-op times.
 bench: build venv cli tests/browser/node_modules/.installed tests/bench/node_modules/.installed
 	node tests/bench/bench.mjs $(BENCH_ARGS)
 	$(PYTHON) tests/python/bench_native.py $(if $(filter --quick,$(BENCH_ARGS)),--runs 1 --models isnet_quint8.onnx)

@@ -17,13 +17,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .find(|m| m.sha256.as_deref() == Some(cutout::sha256_hex(&bytes).as_str()))
         .cloned()
         .ok_or("not a model in the manifest")?;
-    let model = cutout::Model::load(&bytes, &entry)?;
-    let image = cutout::decode(&std::fs::read(photo)?, 50_000_000)?;
-    let input = cutout::pipeline::preprocess(&image, model.input_size(), &entry.normalisation);
+    let session = cutout::Session::new(cutout::Model::load(&bytes, &entry)?);
+    let image = cutout::decode(&std::fs::read(photo)?, cutout::DEFAULT_MAX_PIXELS)?;
     let epoch = Instant::now();
     let clock = || epoch.elapsed().as_secs_f64();
-    model.profile(input.clone(), &clock)?; // warm-up
-    let ops = model.profile(input, &clock)?;
+    session.profile(&image, &clock)?; // warm-up
+    let ops = session.profile(&image, &clock)?;
     let total: f64 = ops.iter().map(|o| o.seconds).sum();
     println!("{threads} thread(s), {total:.2} s in ops");
     for op in ops.iter().take(20) {

@@ -57,6 +57,13 @@ pub struct LoadPhases {
     pub plan: f64,
 }
 
+/// A failure inside tract while running the graph, with its whole cause chain.
+fn inference_error(e: TractError) -> Error {
+    Error::Inference {
+        detail: format!("{e:#}"),
+    }
+}
+
 fn bad_model(context: &str, e: impl std::fmt::Display) -> Error {
     Error::BadModel {
         detail: format!("{context}: {e}"),
@@ -351,9 +358,7 @@ impl Model {
         let tensor = self.input_tensor(planar_input)?;
         let mut by_op: std::collections::HashMap<String, OpProfile> = Default::default();
         catch_panics("inference", || {
-            let mut state = TypedSimpleState::new(&self.plan).map_err(|e| Error::Inference {
-                detail: format!("{e:#}"),
-            })?;
+            let mut state = TypedSimpleState::new(&self.plan).map_err(inference_error)?;
             state
                 .run_plan_with_eval(tvec!(tensor.into()), |session, op_state, node, inputs| {
                     let started = clock();
@@ -369,9 +374,7 @@ impl Model {
                     entry.seconds += clock() - started;
                     outputs
                 })
-                .map_err(|e| Error::Inference {
-                    detail: format!("{e:#}"),
-                })
+                .map_err(inference_error)
         })?;
         let mut ops: Vec<OpProfile> = by_op.into_values().collect();
         ops.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
@@ -382,11 +385,7 @@ impl Model {
     pub fn infer(&self, planar_input: Vec<f32>) -> Result<Vec<f32>> {
         let tensor = self.input_tensor(planar_input)?;
         let outputs = catch_panics("inference", || {
-            self.plan
-                .run(tvec!(tensor.into()))
-                .map_err(|e| Error::Inference {
-                    detail: format!("{e:#}"),
-                })
+            self.plan.run(tvec!(tensor.into())).map_err(inference_error)
         })?;
         let mask = outputs[0]
             .try_as_plain_ram()

@@ -296,6 +296,21 @@ impl Session {
         Ok(mask)
     }
 
+    /// Times every op of one inference on `image` (preprocessed as [`Session::segment`] does):
+    /// seconds per op type, longest first; `clock` returns seconds.
+    pub fn profile(
+        &self,
+        image: &RgbaImage,
+        clock: &dyn Fn() -> f64,
+    ) -> Result<Vec<crate::OpProfile>> {
+        let input = preprocess(
+            image,
+            self.model.input_size(),
+            &self.model.entry().normalisation,
+        );
+        self.model.profile(input, clock)
+    }
+
     /// Segments and renders decoded pixels (stages Preprocess..Postprocess).
     pub fn process_image(
         &self,

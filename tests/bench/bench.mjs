@@ -4,7 +4,7 @@
 // the peer (A B A B), reports medians after one warm-up run each.
 //
 //   node tests/bench/bench.mjs [--runs 3] [--models isnet_quint8.onnx,isnet_fp16.onnx] [--quick] [--profile]
-// --quick: one run, quint8 only, no SIMD-only comparison (CI's smoke run of this script).
+// --quick: one run, quint8 only, no SIMD-only comparison (a short smoke run).
 // --profile: also print where Cutout's inference time goes, per op type, inside the browser.
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -18,10 +18,9 @@ const option = (name, fallback) => (args.includes(name) ? args[args.indexOf(name
 const quick = args.includes('--quick');
 const runs = quick ? 1 : Number(option('--runs', 3));
 const modelFiles = option('--models', quick ? 'isnet_quint8.onnx' : 'isnet_quint8.onnx,isnet_fp16.onnx').split(',');
-const SHA256 = {
-  'isnet_quint8.onnx': '7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a',
-  'isnet_fp16.onnx': 'b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb',
-};
+// Each file's pinned sha256, from the manifest the site ships.
+const MANIFEST = JSON.parse(readFileSync(join(ROOT, 'models/manifest.json'), 'utf8'));
+const sha256Of = (file) => MANIFEST.models.find((m) => m.file === file)?.sha256 ?? null;
 const IMAGE = join(SHARED, 'eval/example_input.jpg');
 const ORT_DIST = join(ROOT, 'tests/bench/node_modules/onnxruntime-web/dist');
 
@@ -76,7 +75,7 @@ try {
       console.log(`${file}: skipped, not in ${models}`);
       continue;
     }
-    const spec = { modelUrl: `/models/${file}`, sha256: SHA256[file] };
+    const spec = { modelUrl: `/models/${file}`, sha256: sha256Of(file) };
     // Cold start (model fetched and stored), then a second visit (model from the Cache API).
     const cold = await call('startCutout', 'cutout', spec);
     const second = await call('startCutout', 'cutout', spec);

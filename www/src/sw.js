@@ -1,6 +1,6 @@
 // Service worker: precaches the app shell (page, worker, the wasm builds) so the app works
-// offline after one visit, and serves it cache-first, cross-origin isolated. Models are not touched here: the worker
-// keeps them in their own Cache API store, which survives app updates.
+// offline after one visit, and serves it cache-first, cross-origin isolated. Models are not
+// touched here: the worker keeps them in their own Cache API store, which survives app updates.
 //
 // build.sh replaces the two placeholders: the build's version and the list of shell files.
 const VERSION = '__CUTOUT_VERSION__';

@@ -33,14 +33,16 @@ let engineKey = null;
 
 const post = (message, transfer = []) => self.postMessage(message, transfer);
 
-// ?threads=N (the benchmark, or a site owner capping it); otherwise every core.
+// ?variant= forces a build, ?threads=N caps the pool (tests, the benchmark, site owners).
+const params = new URL(self.location.href).searchParams;
+
 function requestedThreads() {
-  const param = Math.floor(Number(new URL(self.location.href).searchParams.get('threads')));
+  const param = Math.floor(Number(params.get('threads')));
   return param >= 1 ? param : navigator.hardwareConcurrency || 1;
 }
 
 function pickVariant(threads) {
-  const forced = new URL(self.location.href).searchParams.get('variant');
+  const forced = params.get('variant');
   if (forced in BUILDS) return forced;
   const relaxed = WebAssembly.validate(RELAXED_SIMD_PROBE);
   // Shared memory, which threads need, exists only on cross-origin isolated pages.

@@ -189,19 +189,24 @@ impl PanelIm2Col {
         }))
     }
 
-    fn packed_fact(&self, dt: DatumType) -> TypedFact {
+    /// What each (batch, group) packed matrix is: the kernel's format, k rows, n columns.
+    fn exotic_fact(&self) -> PackedExoticFact {
+        PackedExoticFact {
+            format: self.format.clone(),
+            k: self.geometry.k(),
+            mn: self.geometry.n().to_dim(),
+        }
+    }
+
+    /// QSumB's output: i32 `[batch, groups, n]`.
+    fn sums_fact(&self) -> TypedFact {
         let g = &self.geometry;
-        dt.fact([g.batch, g.groups])
-            .with_exotic_fact(PackedExoticFact {
-                format: self.format.clone(),
-                k: g.k(),
-                mn: g.n().to_dim(),
-            })
+        i32::fact([g.batch, g.groups, g.n()])
     }
 
     fn run<T: Element>(&self, input: &Tensor, pad: T) -> TractResult<TVec<TValue>> {
         let g = &self.geometry;
-        let (k, n) = (g.k(), g.n());
+        let n = g.n();
         let dt = input.datum_type();
         let x: &[T] = unsafe { input.as_slice_unchecked::<T>() };
         let plane = g.input_h * g.input_w;
@@ -232,11 +237,7 @@ impl PanelIm2Col {
                 };
                 fill_dispatch(g, source, pad, packed, sums);
                 values.push(Box::new(EagerPackedInput {
-                    fact: PackedExoticFact {
-                        format: self.format.clone(),
-                        k,
-                        mn: n.to_dim(),
-                    },
+                    fact: self.exotic_fact(),
                     packed: data.into_blob()?.into(),
                     panel_bytes: if n > 0 {
                         g.panel_len * T::datum_type().size_of()
@@ -263,6 +264,7 @@ type FillFn<T> = fn(&Geometry, &[T], T, &mut [T], usize, Option<&mut [i32]>);
 /// Fills panels `first_panel..` (the slice given) and their columns' sums.
 type PanelWork<'a, T> = dyn Fn(&mut [T], usize, Option<&mut [i32]>) + Sync + 'a;
 
+/// Writes every panel of one (batch, group) image: all of `packed`, padding included.
 fn fill_dispatch<T: Element>(
     g: &Geometry,
     x: &[T],
@@ -334,7 +336,6 @@ fn for_panel_ranges<T: Element>(
     }
 }
 
-/// Writes every panel of one (batch, group) image: all of `packed`, padding included.
 /// Output pixels gathered per k row at once: up to this many neighbours on one output row, so
 /// the per-tap bookkeeping is paid once for several panels.
 const BLOCK: usize = 64;
@@ -581,9 +582,13 @@ impl TypedOp for PanelIm2Col {
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let g = &self.geometry;
-        let mut facts = tvec![self.packed_fact(inputs[0].datum_type)];
+        let packed = inputs[0]
+            .datum_type
+            .fact([g.batch, g.groups])
+            .with_exotic_fact(self.exotic_fact());
+        let mut facts = tvec![packed];
         if self.with_sums {
-            facts.push(i32::fact([g.batch, g.groups, g.n()]));
+            facts.push(self.sums_fact());
         }
         Ok(facts)
     }
@@ -612,7 +617,7 @@ pub(super) fn use_panel_im2col(model: &mut TypedModel) -> TractResult<usize> {
         }
         if let Some(&sum_node) = sum_nodes.first() {
             let sum = &model.nodes()[sum_node];
-            let expected = i32::fact([op.geometry.batch, op.geometry.groups, op.geometry.n()]);
+            let expected = op.sums_fact();
             if sum.inputs.len() != 1
                 || sum.outputs[0].fact.datum_type != expected.datum_type
                 || sum.outputs[0].fact.shape != expected.shape

@@ -252,11 +252,9 @@ impl Engine {
     /// longest first (for the benchmark's `--profile`).
     pub fn profile(&self, pixels: Vec<u8>, width: u32, height: u32) -> Result<JsValue, JsError> {
         let image = cutout::pipeline::rgba_image(pixels, width, height).map_err(js_error)?;
-        let model = self.session.model();
-        let input =
-            cutout::pipeline::preprocess(&image, model.input_size(), &model.entry().normalisation);
-        let ops = model
-            .profile(input, &performance_clock())
+        let ops = self
+            .session
+            .profile(&image, &performance_clock())
             .map_err(js_error)?;
         serde_wasm_bindgen::to_value(&ops).map_err(js_error)
     }
