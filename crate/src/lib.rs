@@ -12,6 +12,12 @@ pub mod pipeline;
 mod resize;
 #[doc(hidden)]
 pub mod tiny_model;
+/// Our wasm int8 matmul kernel, exposed for the wasm test suite to hold against tract's.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[doc(hidden)]
+pub mod wasm_kernels {
+    pub use crate::ops::wasm_int8_kernel::{ensure_registered, KERNEL_NAME};
+}
 
 pub use error::{Error, Result};
 /// The `image` crate this engine speaks, for shells that build pixel buffers.

@@ -3,9 +3,10 @@
 // headless Chromium session, on the IS-Net models and the example photo. Alternates Cutout and
 // the peer (A B A B), reports medians after one warm-up run each.
 //
-//   node tests/bench/bench.mjs [--runs 3] [--models isnet_quint8.onnx,isnet_fp16.onnx] [--quick] [--profile]
+//   node tests/bench/bench.mjs [--runs 3] [--models isnet_quint8.onnx,isnet_fp16.onnx] [--quick] [--profile [build]]
 // --quick: one run, quint8 only, no SIMD-only comparison (a short smoke run).
-// --profile: also print where Cutout's inference time goes, per op type, inside the browser.
+// --profile [simd|relaxed|threads]: also print where Cutout's inference time goes, per op type,
+// inside the browser: on the page's default configuration, or on the named build on one thread.
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -82,10 +83,15 @@ try {
     if (!second.fromCache) throw new Error('second visit did not read the model from the cache');
     startups.push({ file, cold, second });
     if (args.includes('--profile')) {
-      await call('profileCutout', 'cutout'); // warm-up
-      const ops = await call('profileCutout', 'cutout');
+      // The page's default configuration, or one build on one thread (--profile relaxed).
+      const variant = option('--profile', null)?.startsWith('--') ? null : option('--profile', null);
+      const worker = variant ? 'cutout-profile' : 'cutout';
+      if (variant) await call('startCutout', worker, { ...spec, variant, threads: 1 });
+      await call('profileCutout', worker); // warm-up
+      const ops = await call('profileCutout', worker);
+      if (variant) await call('stop', worker);
       const total = ops.reduce((sum, op) => sum + op.seconds, 0);
-      console.log(`\nCutout ${cold.variant}, ${file}: ${total.toFixed(2)} s in ops`);
+      console.log(`\nCutout ${variant ?? cold.variant}, ${file}: ${total.toFixed(2)} s in ops`);
       for (const op of ops.slice(0, 15)) {
         console.log(`  ${(100 * op.seconds / total).toFixed(1).padStart(5)}% ${op.seconds.toFixed(3).padStart(7)} s ${String(op.calls).padStart(5)} x ${op.op}`);
       }

@@ -5,11 +5,15 @@ mod bilinear;
 mod im2col;
 mod parallel;
 mod quantize;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(crate) mod wasm_int8_kernel;
 
 use tract_onnx::prelude::*;
 
 /// Rewrites a decluttered model before codegen (ops codegen would otherwise lower).
 pub fn before_codegen(model: &mut TypedModel) -> TractResult<()> {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    wasm_int8_kernel::ensure_registered();
     bilinear::use_ort_bilinear(model)?;
     Ok(())
 }

@@ -219,3 +219,100 @@ fn a_build_without_threads_says_so() {
     assert!(!cutout_wasm::threads_supported());
     assert_eq!(cutout_wasm::use_threads(4), 1);
 }
+
+/// Our int8 kernel (crate/src/ops/wasm_int8_kernel.rs) against tract's own wasm kernel and a
+/// plain triple loop: random i8 matrices of awkward sizes (partial tiles, k not a multiple of 4),
+/// with the epilogue a quantized convolution uses (per-row bias, row x column offsets,
+/// requantisation, i8 and i32 stores). Every value must be equal.
+#[wasm_bindgen_test]
+fn our_int8_kernel_computes_what_tracts_does() {
+    use tract_linalg::mmm::{AsInputValue, FusedSpec, MatMatMul, RoundingPolicy};
+    use tract_linalg::BinOp;
+    use tract_onnx::prelude::*;
+
+    cutout::wasm_kernels::ensure_registered();
+    let kernel = |name: &str| -> Box<dyn MatMatMul> {
+        tract_linalg::mmm_routines::declared()
+            .map(|routine| (routine.make)())
+            .find(|kernel| kernel.name() == name)
+            .unwrap_or_else(|| panic!("kernel {name} is not registered"))
+    };
+    let ours = kernel(cutout::wasm_kernels::KERNEL_NAME);
+    let theirs = kernel("wasm_i32_4x4");
+    // A small deterministic generator: the same matrices on every run.
+    let mut state = 0x2545_f491_u32;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    };
+    for (m, k, n) in [
+        (1, 1, 1),
+        (4, 4, 4),
+        (5, 27, 9),
+        (3, 7, 130),
+        (64, 576, 37),
+        (17, 1152, 8),
+    ] {
+        let a_values: Vec<i8> = (0..m * k).map(|_| next() as i8).collect();
+        let b_values: Vec<i8> = (0..k * n).map(|_| next() as i8).collect();
+        let a = Tensor::from_shape(&[m, k], &a_values).unwrap();
+        let b = Tensor::from_shape(&[k, n], &b_values).unwrap();
+        let bias = tensor1(
+            &(0..m)
+                .map(|_| (next() % 20_000) as i32 - 10_000)
+                .collect::<Vec<_>>(),
+        );
+        let row_offsets = tensor1(
+            &(0..m)
+                .map(|_| (next() % 256) as i32 - 128)
+                .collect::<Vec<_>>(),
+        );
+        let col_offsets = tensor1(
+            &(0..n)
+                .map(|_| (next() % 256) as i32 - 128)
+                .collect::<Vec<_>>(),
+        );
+        let expected: Vec<i32> = (0..m * n)
+            .map(|ix| {
+                let (row, col) = (ix / n, ix % n);
+                (0..k)
+                    .map(|kk| a_values[row * k + kk] as i32 * b_values[kk * n + col] as i32)
+                    .sum()
+            })
+            .collect();
+        let run = |kernel: &dyn MatMatMul, store: DatumType, requantise: bool| -> Tensor {
+            let (pack_a, pack_b) = &kernel.packings()[1];
+            let packed_a = pack_a.prepare_one(&a, 1, 0).unwrap();
+            let packed_b = pack_b.prepare_one(&b, 0, 1).unwrap();
+            let mut c = Tensor::zero_dt(store, &[m, n]).unwrap();
+            unsafe {
+                let c_store = kernel.c_view(Some(0), Some(1)).wrap(&c.view_mut());
+                let mut ops = vec![FusedSpec::AddMatMul {
+                    a: AsInputValue::Borrowed(&*packed_a),
+                    b: AsInputValue::Borrowed(&*packed_b),
+                    packing: 1,
+                }];
+                if requantise {
+                    ops.push(FusedSpec::BinPerRow(bias.view(), BinOp::Add));
+                    ops.push(FusedSpec::AddRowColProducts(&row_offsets, &col_offsets));
+                    ops.push(FusedSpec::QScale(9, RoundingPolicy::Even, 1 << 29));
+                }
+                ops.push(FusedSpec::Store(c_store));
+                kernel.run(m, n, &ops).unwrap();
+            }
+            c
+        };
+        let plain = run(&*ours, DatumType::I32, false);
+        let expected = Tensor::from_shape(&[m, n], &expected).unwrap();
+        assert_eq!(plain, expected, "A·B, m={m} k={k} n={n}");
+        for store in [DatumType::I32, DatumType::I8] {
+            assert_eq!(
+                run(&*ours, store, true),
+                run(&*theirs, store, true),
+                "requantised {store:?}, m={m} k={k} n={n}"
+            );
+        }
+    }
+}
