@@ -8,6 +8,7 @@ pub mod image_io;
 pub mod manifest;
 pub mod model;
 mod ops;
+mod optimise;
 pub mod pipeline;
 mod resize;
 #[doc(hidden)]

@@ -258,7 +258,7 @@ impl Model {
             typed.declutter()?;
             crate::ops::before_codegen(&mut typed)?;
             lap(&mut phases.declutter);
-            typed.optimize()?;
+            crate::optimise::optimise(&mut typed)?;
             crate::ops::after_codegen(&mut typed)?;
             lap(&mut phases.optimise);
             Ok(typed)

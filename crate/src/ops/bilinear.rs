@@ -188,7 +188,7 @@ pub(super) fn use_ort_bilinear(model: &mut TypedModel) -> TractResult<usize> {
             scale_w_bits: scale(3).to_bits(),
         };
         let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?;
-        patch.apply(model)?;
+        crate::optimise::apply(patch, model)?;
         replaced += 1;
     }
     Ok(replaced)

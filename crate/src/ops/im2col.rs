@@ -633,7 +633,7 @@ pub(super) fn use_panel_im2col(model: &mut TypedModel) -> TractResult<usize> {
         if let Some(&sum_node) = sum_nodes.first() {
             patch.shunt_outside(model, OutletId::new(sum_node, 0), outputs[1])?;
         }
-        patch.apply(model)?;
+        crate::optimise::apply(patch, model)?;
         replaced += 1;
     }
     Ok(replaced)

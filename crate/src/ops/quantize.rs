@@ -109,7 +109,7 @@ pub(super) fn use_fast_dynamic_quantize(model: &mut TypedModel) -> TractResult<u
         }
         let patch =
             TypedModelPatch::replace_single_op(model, node, &node.inputs, FastDynamicQuantizeU8)?;
-        patch.apply(model)?;
+        crate::optimise::apply(patch, model)?;
         replaced += 1;
     }
     Ok(replaced)
