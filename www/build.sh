@@ -46,11 +46,12 @@ for variant in simd relaxed threads; do
       extra=(--features threads -Z build-std=panic_abort,std) ;;
   esac
   # One target dir per variant: different RUSTFLAGS would otherwise rebuild everything each time.
+  # The wasm-release profile (Cargo.toml) optimises everything but the hot crates for size.
   RUSTFLAGS="$flags" CARGO_TARGET_DIR="$target/wasm-$variant" \
-    "${cargo[@]}" build --quiet -p cutout-wasm --target wasm32-unknown-unknown --release "${extra[@]}"
+    "${cargo[@]}" build --quiet -p cutout-wasm --target wasm32-unknown-unknown --profile wasm-release "${extra[@]}"
   out="$dist/pkg-$variant"
   wasm-bindgen --target web --no-typescript --out-dir "$out" \
-    "$target/wasm-$variant/wasm32-unknown-unknown/release/cutout_wasm.wasm"
+    "$target/wasm-$variant/wasm32-unknown-unknown/wasm-release/cutout_wasm.wasm"
   if [ "$variant" = threads ]; then
     # wasm-bindgen-rayon's pool workers load the glue with import('../../..'): a directory only
     # bundlers resolve, and a dynamic import that makes bundlers split the worker (which Vite's

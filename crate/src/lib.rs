@@ -13,10 +13,12 @@ pub mod pipeline;
 mod resize;
 #[doc(hidden)]
 pub mod tiny_model;
-/// Our wasm int8 matmul kernel, exposed for the wasm test suite to hold against tract's.
+/// Our wasm SIMD code (the int8 matmul kernel, the quantizer), exposed for the wasm test suite
+/// to hold against tract's kernel and the reference formulas.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[doc(hidden)]
 pub mod wasm_kernels {
+    pub use crate::ops::quantize::quantize as dynamic_quantize_u8;
     pub use crate::ops::wasm_int8_kernel::{ensure_registered, KERNEL_NAME};
 }
 

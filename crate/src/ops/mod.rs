@@ -4,7 +4,7 @@
 mod bilinear;
 mod im2col;
 mod parallel;
-mod quantize;
+pub(crate) mod quantize;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub(crate) mod wasm_int8_kernel;
 
@@ -21,6 +21,7 @@ pub fn before_codegen(model: &mut TypedModel) -> TractResult<()> {
 /// Rewrites an optimised model (ops codegen leaves alone but runs slowly).
 pub fn after_codegen(model: &mut TypedModel) -> TractResult<()> {
     quantize::use_fast_dynamic_quantize(model)?;
+    quantize::use_fast_offset(model)?;
     im2col::use_panel_im2col(model)?;
     Ok(())
 }

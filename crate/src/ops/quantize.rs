@@ -48,6 +48,11 @@ pub fn quantize(xs: &[f32], out: &mut [u8]) -> (f32, u8) {
     let zero_point = (-lo / scale).round_ties_even().clamp(0.0, 255.0) as u8;
     let zp = zero_point as f32;
     super::parallel::zip_chunks(xs, out, CHUNK, |xs, out| {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        let (xs, out) = {
+            let done = wasm_simd::quantize(xs, out, scale, zp);
+            (&xs[done..], &mut out[done..])
+        };
         for (x, y) in xs.iter().zip(out.iter_mut()) {
             // Integer-valued sums are exact, so this equals round_ties_even(x / scale) + zp.
             let q = ((x / scale) + ROUNDING_MAGIC) - ROUNDING_MAGIC + zp;
@@ -55,6 +60,43 @@ pub fn quantize(xs: &[f32], out: &mut [u8]) -> (f32, u8) {
         }
     });
     (scale, zero_point)
+}
+
+/// The same arithmetic 16 values at a time. LLVM vectorises the loop above for wasm but
+/// converts each float to u8 one lane at a time; here `i32x4.trunc_sat_f32x4` and two
+/// saturating narrows do it, with the clamps as `pmax`/`pmin` (NaN, from a zero scale, goes to
+/// 0 as `clamp(..) as u8` sends it).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm_simd {
+    use super::ROUNDING_MAGIC;
+    use std::arch::wasm32::*;
+
+    /// Quantizes the largest multiple of 16 values; returns how many.
+    pub fn quantize(xs: &[f32], out: &mut [u8], scale: f32, zp: f32) -> usize {
+        let (scale, zp, magic) = (
+            f32x4_splat(scale),
+            f32x4_splat(zp),
+            f32x4_splat(ROUNDING_MAGIC),
+        );
+        let (zero, top) = (f32x4_splat(0.0), f32x4_splat(255.0));
+        let one = |x: v128| {
+            let q = f32x4_add(f32x4_sub(f32x4_add(f32x4_div(x, scale), magic), magic), zp);
+            i32x4_trunc_sat_f32x4(f32x4_pmin(f32x4_pmax(zero, q), top))
+        };
+        let mut done = 0;
+        for (xs, out) in xs.chunks_exact(16).zip(out.chunks_exact_mut(16)) {
+            // SAFETY: 16 f32 in, 16 bytes out; unaligned v128 loads and stores are allowed.
+            unsafe {
+                let x = xs.as_ptr() as *const v128;
+                let lanes = [0, 1, 2, 3].map(|i| one(v128_load(x.add(i))));
+                let low = u16x8_narrow_i32x4(lanes[0], lanes[1]);
+                let high = u16x8_narrow_i32x4(lanes[2], lanes[3]);
+                v128_store(out.as_mut_ptr() as *mut v128, u8x16_narrow_i16x8(low, high));
+            }
+            done += 16;
+        }
+        done
+    }
 }
 
 impl Op for FastDynamicQuantizeU8 {
@@ -115,6 +157,61 @@ pub(super) fn use_fast_dynamic_quantize(model: &mut TypedModel) -> TractResult<u
     Ok(replaced)
 }
 
+/// tract's `OffsetU8asI8` (u8 -> i8 by subtracting 128, which the int8 kernels take), as a plain
+/// loop the compiler vectorises: tract's version lives in tract-core, which the wasm builds
+/// optimise for size.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct OffsetU8ToI8;
+
+impl Op for OffsetU8ToI8 {
+    fn name(&self) -> StaticName {
+        "OffsetU8ToI8".into()
+    }
+
+    tract_onnx::tract_core::op_as_typed_op!();
+}
+
+impl EvalOp for OffsetU8ToI8 {
+    tract_onnx::tract_core::op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = inputs[0].try_as_plain_ram()?;
+        let xs = input.as_slice::<u8>()?;
+        let offset: Vec<i8> = xs.iter().map(|&x| (x ^ 0x80) as i8).collect();
+        let offset = tract_ndarray::ArrayD::from_shape_vec(inputs[0].shape(), offset)?;
+        Ok(tvec!(offset.into_tvalue()))
+    }
+}
+
+impl TypedOp for OffsetU8ToI8 {
+    tract_onnx::tract_core::as_op!();
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let mut offset = inputs[0].without_value();
+        offset.datum_type = i8::datum_type();
+        Ok(tvec!(offset))
+    }
+}
+
+/// Replaces tract's `OffsetU8asI8` on plain u8 tensors (ours feed the int8 matrix products).
+pub(super) fn use_fast_offset(model: &mut TypedModel) -> TractResult<usize> {
+    let mut replaced = 0;
+    for id in model.eval_order()? {
+        let node = &model.nodes()[id];
+        if node.op().name() != "OffsetU8asI8"
+            || node.inputs.len() != 1
+            || model.outlet_fact(node.inputs[0])?.datum_type != u8::datum_type()
+            || node.outputs[0].fact.datum_type != i8::datum_type()
+        {
+            continue;
+        }
+        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, OffsetU8ToI8)?;
+        crate::optimise::apply(patch, model)?;
+        replaced += 1;
+    }
+    Ok(replaced)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +256,10 @@ mod tests {
             let (theirs, ref_scale, ref_zp) = reference(&xs);
             assert_eq!((scale.to_bits(), zp), (ref_scale.to_bits(), ref_zp));
             assert_eq!(ours, theirs, "offset {offset} span {span}");
+            // And the i8 view the int8 kernels take, as tract computes it.
+            let offset: Vec<i8> = ours.iter().map(|&x| (x ^ 0x80) as i8).collect();
+            let tracts: Vec<i8> = ours.iter().map(|&x| x.wrapping_sub(128) as i8).collect();
+            assert_eq!(offset, tracts);
         }
         // Exact ties: values at k + 0.5 quantization steps round to even.
         let xs: Vec<f32> = (-20..20).map(|k| k as f32 * 0.5).collect();

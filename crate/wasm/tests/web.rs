@@ -316,3 +316,44 @@ fn our_int8_kernel_computes_what_tracts_does() {
         }
     }
 }
+
+/// The quantizer's SIMD path (crate/src/ops/quantize.rs) against ONNX DynamicQuantizeLinear's
+/// formula, element by element: random ranges, lengths that leave a scalar tail, exact ties and
+/// an all-zero input (scale 0).
+#[wasm_bindgen_test]
+fn simd_quantizer_matches_the_onnx_formula() {
+    fn reference(xs: &[f32]) -> (Vec<u8>, f32, u8) {
+        let lo = xs.iter().fold(0f32, |a, &b| a.min(b));
+        let hi = xs.iter().fold(0f32, |a, &b| a.max(b));
+        let scale = (hi - lo) / 255.0;
+        let zp = (-lo / scale).round_ties_even().clamp(0.0, 255.0) as u8;
+        let q = xs
+            .iter()
+            .map(|x| (((x / scale).round_ties_even() as i32) + zp as i32).clamp(0, 255) as u8)
+            .collect();
+        (q, scale, zp)
+    }
+    let mut state = 0x9e37_79b9_u32;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state >> 8) as f32 / (1u32 << 24) as f32
+    };
+    let mut inputs: Vec<Vec<f32>> = [(-0.7, 6.0, 100_003), (0.0, 1.0, 17), (-3.0, 2.0, 4096)]
+        .iter()
+        .map(|&(offset, span, len)| (0..len).map(|_| offset + next() * span).collect())
+        .collect();
+    inputs.push((-40..40).map(|k| k as f32 * 0.5).collect());
+    inputs.push(vec![0.0; 40]);
+    for xs in inputs {
+        let mut ours = vec![7u8; xs.len()];
+        let (scale, zero_point) = cutout::wasm_kernels::dynamic_quantize_u8(&xs, &mut ours);
+        let (expected, expected_scale, expected_zp) = reference(&xs);
+        assert_eq!(
+            (scale.to_bits(), zero_point),
+            (expected_scale.to_bits(), expected_zp)
+        );
+        assert_eq!(ours, expected, "{} values", xs.len());
+    }
+}
