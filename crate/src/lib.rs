@@ -13,13 +13,15 @@ pub mod pipeline;
 mod resize;
 #[doc(hidden)]
 pub mod tiny_model;
-/// Our wasm SIMD code (the int8 matmul kernel, the quantizer), exposed for the wasm test suite
-/// to hold against tract's kernel and the reference formulas.
+/// Our wasm SIMD code (the matmul kernels, the quantizer), exposed for the wasm test suite to
+/// hold against tract's kernels and the reference formulas.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[doc(hidden)]
 pub mod wasm_kernels {
     pub use crate::ops::quantize::quantize as dynamic_quantize_u8;
-    pub use crate::ops::wasm_int8_kernel::{ensure_registered, KERNEL_NAME};
+    pub use crate::ops::wasm_kernels::ensure_registered;
+    pub use crate::ops::wasm_kernels::f32::KERNEL_NAME as F32_KERNEL;
+    pub use crate::ops::wasm_kernels::int8::KERNEL_NAME as INT8_KERNEL;
 }
 
 pub use error::{Error, Result};

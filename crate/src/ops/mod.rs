@@ -6,14 +6,14 @@ mod im2col;
 mod parallel;
 pub(crate) mod quantize;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-pub(crate) mod wasm_int8_kernel;
+pub(crate) mod wasm_kernels;
 
 use tract_onnx::prelude::*;
 
 /// Rewrites a decluttered model before codegen (ops codegen would otherwise lower).
 pub fn before_codegen(model: &mut TypedModel) -> TractResult<()> {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    wasm_int8_kernel::ensure_registered();
+    wasm_kernels::ensure_registered();
     bilinear::use_ort_bilinear(model)?;
     Ok(())
 }

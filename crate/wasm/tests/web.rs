@@ -237,7 +237,7 @@ fn our_int8_kernel_computes_what_tracts_does() {
             .find(|kernel| kernel.name() == name)
             .unwrap_or_else(|| panic!("kernel {name} is not registered"))
     };
-    let ours = kernel(cutout::wasm_kernels::KERNEL_NAME);
+    let ours = kernel(cutout::wasm_kernels::INT8_KERNEL);
     let theirs = kernel("wasm_i32_4x4");
     // A small deterministic generator: the same matrices on every run.
     let mut state = 0x2545_f491_u32;
@@ -355,5 +355,96 @@ fn simd_quantizer_matches_the_onnx_formula() {
             (expected_scale.to_bits(), expected_zp)
         );
         assert_eq!(ours, expected, "{} values", xs.len());
+    }
+}
+
+/// Our f32 kernel against tract's wasm GEMM kernel (every value bit for bit: the same
+/// multiply-adds in the same order) and a plain triple loop (to rounding), with the epilogue a
+/// convolution with folded batch norm and ReLU uses.
+#[wasm_bindgen_test]
+fn our_f32_kernel_computes_what_tracts_does() {
+    use tract_linalg::mmm::{AsInputValue, FusedSpec, MatMatMul};
+    use tract_linalg::BinOp;
+    use tract_onnx::prelude::*;
+
+    cutout::wasm_kernels::ensure_registered();
+    let kernel = |name: &str| -> Box<dyn MatMatMul> {
+        tract_linalg::mmm_routines::declared()
+            .map(|routine| (routine.make)())
+            .find(|kernel| kernel.name() == name)
+            .unwrap_or_else(|| panic!("kernel {name} is not registered"))
+    };
+    let ours = kernel(cutout::wasm_kernels::F32_KERNEL);
+    let theirs = kernel("wasm_f32_8x8");
+    let mut state = 0x1234_5678_u32;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+    };
+    for (m, k, n) in [
+        (1, 1, 1),
+        (4, 8, 8),
+        (5, 27, 9),
+        (3, 7, 130),
+        (64, 576, 37),
+        (17, 300, 8),
+    ] {
+        let a_values: Vec<f32> = (0..m * k).map(|_| next()).collect();
+        let b_values: Vec<f32> = (0..k * n).map(|_| next()).collect();
+        let a = Tensor::from_shape(&[m, k], &a_values).unwrap();
+        let b = Tensor::from_shape(&[k, n], &b_values).unwrap();
+        let scale = tensor1(&(0..m).map(|_| next()).collect::<Vec<_>>());
+        let bias = tensor1(&(0..m).map(|_| next()).collect::<Vec<_>>());
+        let zero = tensor0(0f32);
+        let run = |kernel: &dyn MatMatMul, epilogue: bool| -> Vec<f32> {
+            let (pack_a, pack_b) = &kernel.packings()[0];
+            let packed_a = pack_a.prepare_one(&a, 1, 0).unwrap();
+            let packed_b = pack_b.prepare_one(&b, 0, 1).unwrap();
+            let mut c = Tensor::zero::<f32>(&[m, n]).unwrap();
+            unsafe {
+                let c_store = kernel.c_view(Some(0), Some(1)).wrap(&c.view_mut());
+                let mut ops = vec![FusedSpec::AddMatMul {
+                    a: AsInputValue::Borrowed(&*packed_a),
+                    b: AsInputValue::Borrowed(&*packed_b),
+                    packing: 0,
+                }];
+                if epilogue {
+                    ops.push(FusedSpec::BinPerRow(scale.view(), BinOp::Mul));
+                    ops.push(FusedSpec::BinPerRow(bias.view(), BinOp::Add));
+                    ops.push(FusedSpec::BinScalar(&zero, BinOp::Max));
+                }
+                ops.push(FusedSpec::Store(c_store));
+                kernel.run(m, n, &ops).unwrap();
+            }
+            c.to_plain_array_view::<f32>()
+                .unwrap()
+                .iter()
+                .copied()
+                .collect()
+        };
+        let plain = run(&*ours, false);
+        for (ix, value) in plain.iter().enumerate() {
+            let (row, col) = (ix / n, ix % n);
+            let expected: f32 = (0..k)
+                .map(|kk| a_values[row * k + kk] * b_values[kk * n + col])
+                .sum();
+            assert!(
+                (value - expected).abs() <= 1e-4 * k as f32,
+                "A·B m={m} k={k} n={n} at {ix}: {value} vs {expected}"
+            );
+        }
+        for epilogue in [false, true] {
+            let (ours, theirs) = (run(&*ours, epilogue), run(&*theirs, epilogue));
+            let same = ours
+                .iter()
+                .zip(&theirs)
+                .all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(
+                same,
+                "m={m} k={k} n={n} epilogue={epilogue}: {ours:?} vs {theirs:?}"
+            );
+        }
     }
 }
