@@ -61,11 +61,11 @@ test-models:
 rust-tests: cli
 	cargo test --release --workspace
 
-# The wasm API in headless Chromium (shares the SIMD build's target dir).
+# The wasm API in headless Chromium (the SIMD build's target dir and profile: what ships).
 wasm-tests:
 	RUSTFLAGS="-C target-feature=+simd128" CARGO_TARGET_DIR=$(TARGET)/wasm-simd \
 	CHROMEDRIVER=$$(command -v chromedriver) WASM_BINDGEN_TEST_TIMEOUT=300 \
-	cargo test --release -p cutout-wasm --target wasm32-unknown-unknown
+	cargo test --profile wasm-release -p cutout-wasm --target wasm32-unknown-unknown
 
 browser-tests: build tests/browser/node_modules/.installed
 	cd tests/browser && npm test
