@@ -84,7 +84,8 @@ try {
     startups.push({ file, cold, second });
     if (args.includes('--profile')) {
       // The page's default configuration, or one build on one thread (--profile relaxed).
-      const variant = option('--profile', null)?.startsWith('--') ? null : option('--profile', null);
+      const named = option('--profile', null);
+      const variant = named && !named.startsWith('--') ? named : null;
       const worker = variant ? 'cutout-profile' : 'cutout';
       if (variant) await call('startCutout', worker, { ...spec, variant, threads: 1 });
       await call('profileCutout', worker); // warm-up

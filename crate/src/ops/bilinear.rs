@@ -138,30 +138,28 @@ impl TypedOp for OrtBilinearResize {
 /// Replaces every bilinear half-pixel resize of the spatial axes of an NCHW f32 tensor with
 /// [`OrtBilinearResize`]. Run on a decluttered model, before codegen. Returns how many it replaced.
 pub(super) fn use_ort_bilinear(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in model.eval_order()? {
-        let node = &model.nodes()[id];
+    super::replace_nodes(model, |model, node| {
         let Some(resize) = node.op_as::<Resize>() else {
-            continue;
+            return Ok(None);
         };
         if resize.interpolator != Interpolator::Linear
             || resize.coord_transformer != CoordTransformer::HalfPixel
         {
-            continue;
+            return Ok(None);
         }
         let input_fact = model.outlet_fact(node.inputs[0])?;
         let (Some(in_shape), Some(out_shape)) = (
             input_fact.shape.as_concrete(),
             node.outputs[0].fact.shape.as_concrete(),
         ) else {
-            continue;
+            return Ok(None);
         };
         if input_fact.datum_type != f32::datum_type()
             || in_shape.len() != 4
             || in_shape[..2] != out_shape[..2]
             || in_shape[2..].contains(&0)
         {
-            continue;
+            return Ok(None);
         }
         // onnxruntime uses the scales input when there is one, else output / input sizes.
         let const_scales = resize
@@ -181,17 +179,13 @@ pub(super) fn use_ort_bilinear(model: &mut TypedModel) -> TractResult<usize> {
             Some(s) => s[axis],
             None => out_shape[axis] as f32 / in_shape[axis] as f32,
         };
-        let op = OrtBilinearResize {
+        Ok(Some(OrtBilinearResize {
             out_h: out_shape[2],
             out_w: out_shape[3],
             scale_h_bits: scale(2).to_bits(),
             scale_w_bits: scale(3).to_bits(),
-        };
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?;
-        crate::optimise::apply(patch, model)?;
-        replaced += 1;
-    }
-    Ok(replaced)
+        }))
+    })
 }
 
 #[cfg(test)]

@@ -25,3 +25,22 @@ pub fn after_codegen(model: &mut TypedModel) -> TractResult<()> {
     im2col::use_panel_im2col(model)?;
     Ok(())
 }
+
+/// Swaps, in evaluation order, each node `replacement` has an op for: the new op reads the
+/// node's first input (the others, like Resize's constant sizes, are folded into it).
+fn replace_nodes<O: TypedOp>(
+    model: &mut TypedModel,
+    replacement: impl Fn(&TypedModel, &TypedNode) -> TractResult<Option<O>>,
+) -> TractResult<usize> {
+    let mut replaced = 0;
+    for id in model.eval_order()? {
+        let node = &model.nodes()[id];
+        let Some(op) = replacement(model, node)? else {
+            continue;
+        };
+        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?;
+        crate::optimise::apply(patch, model)?;
+        replaced += 1;
+    }
+    Ok(replaced)
+}

@@ -138,23 +138,14 @@ impl TypedOp for FastDynamicQuantizeU8 {
 /// Replaces tract's `DynamicQuantizeLinearU8` nodes (the op type is private to tract-onnx, so it
 /// is recognised by name and by its f32 -> (u8, f32, u8) signature).
 pub(super) fn use_fast_dynamic_quantize(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in model.eval_order()? {
-        let node = &model.nodes()[id];
+    super::replace_nodes(model, |model, node| {
         let outputs: Vec<DatumType> = node.outputs.iter().map(|o| o.fact.datum_type).collect();
-        if node.op().name() != "DynamicQuantizeLinearU8"
-            || node.inputs.len() != 1
-            || model.outlet_fact(node.inputs[0])?.datum_type != f32::datum_type()
-            || outputs != [u8::datum_type(), f32::datum_type(), u8::datum_type()]
-        {
-            continue;
-        }
-        let patch =
-            TypedModelPatch::replace_single_op(model, node, &node.inputs, FastDynamicQuantizeU8)?;
-        crate::optimise::apply(patch, model)?;
-        replaced += 1;
-    }
-    Ok(replaced)
+        let matches = node.op().name() == "DynamicQuantizeLinearU8"
+            && node.inputs.len() == 1
+            && model.outlet_fact(node.inputs[0])?.datum_type == f32::datum_type()
+            && outputs == [u8::datum_type(), f32::datum_type(), u8::datum_type()];
+        Ok(matches.then_some(FastDynamicQuantizeU8))
+    })
 }
 
 /// tract's `OffsetU8asI8` (u8 -> i8 by subtracting 128, which the int8 kernels take), as a plain
@@ -195,45 +186,20 @@ impl TypedOp for OffsetU8ToI8 {
 
 /// Replaces tract's `OffsetU8asI8` on plain u8 tensors (ours feed the int8 matrix products).
 pub(super) fn use_fast_offset(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in model.eval_order()? {
-        let node = &model.nodes()[id];
-        if node.op().name() != "OffsetU8asI8"
-            || node.inputs.len() != 1
-            || model.outlet_fact(node.inputs[0])?.datum_type != u8::datum_type()
-            || node.outputs[0].fact.datum_type != i8::datum_type()
-        {
-            continue;
-        }
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, OffsetU8ToI8)?;
-        crate::optimise::apply(patch, model)?;
-        replaced += 1;
-    }
-    Ok(replaced)
+    super::replace_nodes(model, |model, node| {
+        let matches = node.op().name() == "OffsetU8asI8"
+            && node.inputs.len() == 1
+            && model.outlet_fact(node.inputs[0])?.datum_type == u8::datum_type()
+            && node.outputs[0].fact.datum_type == i8::datum_type();
+        Ok(matches.then_some(OffsetU8ToI8))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// tract's and onnxruntime's formula, element by element.
-    fn reference(xs: &[f32]) -> (Vec<u8>, f32, u8) {
-        let (mut lo, mut hi) = (0f32, 0f32);
-        for &v in xs {
-            if v < lo {
-                lo = v
-            } else if v > hi {
-                hi = v
-            }
-        }
-        let scale = (hi - lo) / 255.0;
-        let zp = (-lo / scale).round_ties_even().clamp(0.0, 255.0) as u8;
-        let q = xs
-            .iter()
-            .map(|x| (((x / scale).round_ties_even() as i32) + zp as i32).clamp(0, 255) as u8)
-            .collect();
-        (q, scale, zp)
-    }
+    include!("quantize_reference.rs");
 
     #[test]
     fn byte_identical_to_the_reference_formula() {

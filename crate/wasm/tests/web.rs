@@ -38,6 +38,30 @@ fn message<T>(result: Result<T, JsError>) -> String {
     }
 }
 
+/// A kernel from tract-linalg's registry (ours are registered by the engine).
+fn registered_kernel(name: &str) -> Box<dyn tract_linalg::mmm::MatMatMul> {
+    cutout::wasm_kernels::ensure_registered();
+    tract_linalg::mmm_routines::declared()
+        .map(|routine| (routine.make)())
+        .find(|kernel| kernel.name() == name)
+        .unwrap_or_else(|| panic!("kernel {name} is not registered"))
+}
+
+/// A small deterministic generator: the same test data on every run.
+fn xorshift(mut state: u32) -> impl FnMut() -> u32 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    }
+}
+
+/// ONNX DynamicQuantizeLinear's formula, shared with the engine's native test.
+mod quantize_reference {
+    include!("../../src/ops/quantize_reference.rs");
+}
+
 #[wasm_bindgen_test]
 fn rgba_pixels_become_a_transparent_png_with_progress() {
     let engine = engine();
@@ -220,7 +244,7 @@ fn a_build_without_threads_says_so() {
     assert_eq!(cutout_wasm::use_threads(4), 1);
 }
 
-/// Our int8 kernel (crate/src/ops/wasm_int8_kernel.rs) against tract's own wasm kernel and a
+/// Our int8 kernel (crate/src/ops/wasm_kernels/int8.rs) against tract's own wasm kernel and a
 /// plain triple loop: random i8 matrices of awkward sizes (partial tiles, k not a multiple of 4),
 /// with the epilogue a quantized convolution uses (per-row bias, row x column offsets,
 /// requantisation, i8 and i32 stores). Every value must be equal.
@@ -230,23 +254,9 @@ fn our_int8_kernel_computes_what_tracts_does() {
     use tract_linalg::BinOp;
     use tract_onnx::prelude::*;
 
-    cutout::wasm_kernels::ensure_registered();
-    let kernel = |name: &str| -> Box<dyn MatMatMul> {
-        tract_linalg::mmm_routines::declared()
-            .map(|routine| (routine.make)())
-            .find(|kernel| kernel.name() == name)
-            .unwrap_or_else(|| panic!("kernel {name} is not registered"))
-    };
-    let ours = kernel(cutout::wasm_kernels::INT8_KERNEL);
-    let theirs = kernel("wasm_i32_4x4");
-    // A small deterministic generator: the same matrices on every run.
-    let mut state = 0x2545_f491_u32;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        state
-    };
+    let ours = registered_kernel(cutout::wasm_kernels::INT8_KERNEL);
+    let theirs = registered_kernel("wasm_i32_4x4");
+    let mut next = xorshift(0x2545_f491);
     for (m, k, n) in [
         (1, 1, 1),
         (4, 4, 4),
@@ -322,24 +332,8 @@ fn our_int8_kernel_computes_what_tracts_does() {
 /// an all-zero input (scale 0).
 #[wasm_bindgen_test]
 fn simd_quantizer_matches_the_onnx_formula() {
-    fn reference(xs: &[f32]) -> (Vec<u8>, f32, u8) {
-        let lo = xs.iter().fold(0f32, |a, &b| a.min(b));
-        let hi = xs.iter().fold(0f32, |a, &b| a.max(b));
-        let scale = (hi - lo) / 255.0;
-        let zp = (-lo / scale).round_ties_even().clamp(0.0, 255.0) as u8;
-        let q = xs
-            .iter()
-            .map(|x| (((x / scale).round_ties_even() as i32) + zp as i32).clamp(0, 255) as u8)
-            .collect();
-        (q, scale, zp)
-    }
-    let mut state = 0x9e37_79b9_u32;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        (state >> 8) as f32 / (1u32 << 24) as f32
-    };
+    let mut bits = xorshift(0x9e37_79b9);
+    let mut next = move || (bits() >> 8) as f32 / (1u32 << 24) as f32;
     let mut inputs: Vec<Vec<f32>> = [(-0.7, 6.0, 100_003), (0.0, 1.0, 17), (-3.0, 2.0, 4096)]
         .iter()
         .map(|&(offset, span, len)| (0..len).map(|_| offset + next() * span).collect())
@@ -349,7 +343,7 @@ fn simd_quantizer_matches_the_onnx_formula() {
     for xs in inputs {
         let mut ours = vec![7u8; xs.len()];
         let (scale, zero_point) = cutout::wasm_kernels::dynamic_quantize_u8(&xs, &mut ours);
-        let (expected, expected_scale, expected_zp) = reference(&xs);
+        let (expected, expected_scale, expected_zp) = quantize_reference::reference(&xs);
         assert_eq!(
             (scale.to_bits(), zero_point),
             (expected_scale.to_bits(), expected_zp)
@@ -367,22 +361,10 @@ fn our_f32_kernel_computes_what_tracts_does() {
     use tract_linalg::BinOp;
     use tract_onnx::prelude::*;
 
-    cutout::wasm_kernels::ensure_registered();
-    let kernel = |name: &str| -> Box<dyn MatMatMul> {
-        tract_linalg::mmm_routines::declared()
-            .map(|routine| (routine.make)())
-            .find(|kernel| kernel.name() == name)
-            .unwrap_or_else(|| panic!("kernel {name} is not registered"))
-    };
-    let ours = kernel(cutout::wasm_kernels::F32_KERNEL);
-    let theirs = kernel("wasm_f32_8x8");
-    let mut state = 0x1234_5678_u32;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        (state >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-    };
+    let ours = registered_kernel(cutout::wasm_kernels::F32_KERNEL);
+    let theirs = registered_kernel("wasm_f32_8x8");
+    let mut bits = xorshift(0x1234_5678);
+    let mut next = move || (bits() >> 8) as f32 / (1u32 << 23) as f32 - 1.0;
     for (m, k, n) in [
         (1, 1, 1),
         (4, 8, 8),

@@ -198,6 +198,20 @@ fn map<T: Accumulator, const MR: usize, const NR: usize>(
     }
 }
 
+/// Like [`map`], for a step only some accumulator types have; false if `T` lacks it.
+fn try_map<T: Accumulator, const MR: usize, const NR: usize>(
+    tile: &mut Tile<T, MR, NR>,
+    f: impl Fn(T) -> Option<T>,
+) -> bool {
+    for value in tile.iter_mut().flatten() {
+        match f(*value) {
+            Some(mapped) => *value = mapped,
+            None => return false,
+        }
+    }
+    true
+}
+
 fn element(store: &OutputStoreKer, row: usize, col: usize) -> *mut u8 {
     store.ptr.wrapping_offset(
         store.row_byte_stride * row as isize + store.col_byte_stride * col as isize,
@@ -253,28 +267,19 @@ pub(super) unsafe fn run_spec<T: Accumulator, const MR: usize, const NR: usize>(
                     map(t, |v, r, c| v.add((*rows.add(r)).mul(*cols.add(c))))
                 }
                 FusedKerSpec::ShiftLeft(shift) => {
-                    for value in t.iter_mut().flatten() {
-                        let Some(shifted) = value.shift_left(shift) else {
-                            return 1;
-                        };
-                        *value = shifted;
+                    if !try_map(t, |v| v.shift_left(shift)) {
+                        return 1;
                     }
                 }
                 FusedKerSpec::RoundingShiftRight(shift, policy) => {
-                    for value in t.iter_mut().flatten() {
-                        let Some(shifted) = value.rounding_shift_right(shift, policy) else {
-                            return 1;
-                        };
-                        *value = shifted;
+                    if !try_map(t, |v| v.rounding_shift_right(shift, policy)) {
+                        return 1;
                     }
                 }
                 FusedKerSpec::QScale(shift, policy, mult) => {
                     let scaler = Scaler::from_fuse_params(shift, policy, mult);
-                    for value in t.iter_mut().flatten() {
-                        let Some(scaled) = value.q_scale(scaler) else {
-                            return 1;
-                        };
-                        *value = scaled;
+                    if !try_map(t, |v| v.q_scale(scaler)) {
+                        return 1;
                     }
                 }
                 FusedKerSpec::AddUnicast(other) => {
