@@ -13,7 +13,7 @@ pub mod pipeline;
 mod resize;
 #[doc(hidden)]
 pub mod tiny_model;
-/// Our wasm SIMD code (the matmul kernels, the quantizer), exposed for the wasm test suite to
+/// Our wasm SIMD code (the matmul kernels, the quantizer, Winograd convolution), exposed for the wasm test suite to
 /// hold against tract's kernels and the reference formulas.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[doc(hidden)]
@@ -22,6 +22,7 @@ pub mod wasm_kernels {
     pub use crate::ops::wasm_kernels::ensure_registered;
     pub use crate::ops::wasm_kernels::f32::KERNEL_NAME as F32_KERNEL;
     pub use crate::ops::wasm_kernels::int8::KERNEL_NAME as INT8_KERNEL;
+    pub use crate::ops::winograd::WinogradConvU8;
 }
 
 pub use error::{Error, Result};

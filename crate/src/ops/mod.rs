@@ -7,6 +7,11 @@ mod parallel;
 pub(crate) mod quantize;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub(crate) mod wasm_kernels;
+// Natively tract's int8 kernels (AVX2 / AVX-512, up to 32 products per instruction) beat
+// Winograd on 8 per instruction; in wasm, where 8 is the most, Winograd wins. Natively it is
+// only tested (the same code, the portable micro-kernel).
+#[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
+pub(crate) mod winograd;
 
 use tract_onnx::prelude::*;
 
@@ -15,6 +20,8 @@ pub fn before_codegen(model: &mut TypedModel) -> TractResult<()> {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     wasm_kernels::ensure_registered();
     bilinear::use_ort_bilinear(model)?;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    winograd::use_winograd(model)?;
     Ok(())
 }
 
@@ -32,13 +39,23 @@ fn replace_nodes<O: TypedOp>(
     model: &mut TypedModel,
     replacement: impl Fn(&TypedModel, &TypedNode) -> TractResult<Option<O>>,
 ) -> TractResult<usize> {
+    replace_nodes_wired(model, |model, node| {
+        Ok(replacement(model, node)?.map(|op| (op, node.inputs[..1].into())))
+    })
+}
+
+/// [`replace_nodes`] where `replacement` also picks which of the node's inputs the op reads.
+fn replace_nodes_wired<O: TypedOp>(
+    model: &mut TypedModel,
+    replacement: impl Fn(&TypedModel, &TypedNode) -> TractResult<Option<(O, TVec<OutletId>)>>,
+) -> TractResult<usize> {
     let mut replaced = 0;
     for id in model.eval_order()? {
         let node = &model.nodes()[id];
-        let Some(op) = replacement(model, node)? else {
+        let Some((op, inputs)) = replacement(model, node)? else {
             continue;
         };
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?;
+        let patch = TypedModelPatch::replace_single_op(model, node, &inputs, op)?;
         crate::optimise::apply(patch, model)?;
         replaced += 1;
     }

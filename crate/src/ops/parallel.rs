@@ -52,3 +52,13 @@ pub(super) fn zip_chunks<A: Sync, B: Send>(
         f(x, y)
     }
 }
+
+/// `f` on each `chunk`-long piece of `xs`, in any order.
+#[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
+pub(super) fn for_each_chunk<A: Sync>(xs: &[A], chunk: usize, f: impl Fn(&[A]) + Sync + Send) {
+    #[cfg(feature = "multithread")]
+    if xs.len() > chunk && in_pool(|| xs.par_chunks(chunk).for_each(&f)).is_some() {
+        return;
+    }
+    xs.chunks(chunk).for_each(f)
+}

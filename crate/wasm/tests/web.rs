@@ -430,3 +430,26 @@ fn our_f32_kernel_computes_what_tracts_does() {
         }
     }
 }
+
+/// The Winograd convolution's oracle and cases, shared with the engine's native test.
+mod winograd_reference {
+    include!("../../src/ops/winograd_reference.rs");
+}
+
+#[wasm_bindgen_test]
+fn winograd_convolution_equals_the_direct_one() {
+    use cutout::wasm_kernels::WinogradConvU8;
+    use winograd_reference::*;
+    let extreme = [((1030, 4, 4, 4, 1), true), ((600, 6, 5, 3, 2), false)];
+    for (shape, extreme) in CASES.iter().map(|&s| (s, false)).chain(extreme) {
+        let (c_in, c_out, height, width, d) = shape;
+        let (image, x0, kernel) = random_convolution(shape, extreme);
+        let op = WinogradConvU8::new(&kernel, c_out, c_in, d).unwrap();
+        let got = op.convolve(&image, x0, height, width);
+        assert_eq!(
+            got,
+            direct_convolution(&image, x0, &kernel, shape),
+            "{shape:?}"
+        );
+    }
+}
