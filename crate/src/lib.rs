@@ -22,7 +22,7 @@ pub mod wasm_kernels {
     pub use crate::ops::wasm_kernels::ensure_registered;
     pub use crate::ops::wasm_kernels::f32::KERNEL_NAME as F32_KERNEL;
     pub use crate::ops::wasm_kernels::int8::KERNEL_NAME as INT8_KERNEL;
-    pub use crate::ops::winograd::WinogradConvU8;
+    pub use crate::ops::winograd::{WinogradConvF32, WinogradConvU8};
 }
 
 pub use error::{Error, Result};

@@ -7,12 +7,14 @@
 // --quick: one run, quint8 only, no SIMD-only comparison (a short smoke run).
 // --profile [simd|relaxed|threads]: also print where Cutout's inference time goes, per op type,
 // inside the browser: on the page's default configuration, or on the named build on one thread.
-import { readFileSync, readdirSync, existsSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, existsSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { DIST, ROOT, SHARED, launch, modelDir, serve } from '../browser/harness.mjs';
 import { ISOLATION_HEADERS } from '../../www/serve.mjs';
+import { readPng, writePng } from '../package/png.mjs';
 
 const args = process.argv.slice(2);
 const option = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
@@ -24,6 +26,9 @@ const MANIFEST = JSON.parse(readFileSync(join(ROOT, 'models/manifest.json'), 'ut
 const sha256Of = (file) => MANIFEST.models.find((m) => m.file === file)?.sha256 ?? null;
 const IMAGE = join(SHARED, 'eval/example_input.jpg');
 const ORT_DIST = join(ROOT, 'tests/bench/node_modules/onnxruntime-web/dist');
+// The native CLI (tract, held to onnxruntime's masks by `make parity`): the browser's mask of the
+// same pixels must stay within the same bound, whichever kernels the wasm build runs.
+const CLI = process.env.CUTOUT_BIN || join(process.env.CARGO_TARGET_DIR || join(ROOT, 'target'), 'release/cutout');
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -35,6 +40,31 @@ const pad = (value, width) => String(value).padStart(width);
 function skip(reason) {
   console.log(`\n*** browser benchmark SKIPPED: ${reason} ***\n`);
   process.exit(0);
+}
+
+// Cutout's mask in the browser vs the CLI's on the pixels the page decoded (saved as PNG).
+async function maskParity(worker, file) {
+  const { width, height, rgba, mask } = await call('maskCutout', worker);
+  const dir = mkdtempSync(join(tmpdir(), 'cutout-parity-'));
+  try {
+    writeFileSync(join(dir, 'photo.png'), writePng(width, height, Buffer.from(rgba, 'base64')));
+    execFileSync(CLI, ['-i', join(dir, 'photo.png'), '-o', join(dir, 'mask.png'), '-m', join(models, file), '--mask-only', '-q'], { stdio: 'inherit' });
+    const ours = readPng(Buffer.from(mask, 'base64'));
+    const native = readPng(readFileSync(join(dir, 'mask.png')));
+    if (ours.width !== native.width || ours.height !== native.height) throw new Error('the masks differ in size');
+    let sum = 0;
+    let max = 0;
+    for (let y = 0; y < ours.height; y++) {
+      for (let x = 0; x < ours.width; x++) {
+        const delta = Math.abs(ours.alphaAt(x, y) - native.alphaAt(x, y));
+        sum += delta;
+        max = Math.max(max, delta);
+      }
+    }
+    return { mean: sum / (ours.width * ours.height), max };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const models = modelDir();
@@ -70,6 +100,7 @@ try {
 
   const rows = [];
   const startups = [];
+  const parities = [];
   let memoryBytes = 0;
   for (const file of modelFiles) {
     if (!existsSync(join(models, file))) {
@@ -119,6 +150,7 @@ try {
         pair.theirs.push(ran.inferenceMs);
       }
     }
+    if (existsSync(CLI)) parities.push({ file, variant: pairs[0].ours.variant, ...(await maskParity(`cutout-${pairs[0].threads}`, file)) });
     for (const pair of pairs) {
       await call('stop', `cutout-${pair.threads}`);
       await call('stop', `peer-${pair.threads}`);
@@ -154,6 +186,9 @@ try {
     const phases = Object.entries(second.phases || {}).map(([phase, s]) => `${phase} ${s.toFixed(2)}`).join(', ');
     console.log(`    preparing, second visit: ${phases} s`);
   }
+  console.log(`\nmask parity, browser vs native CLI on the same decoded pixels (bound: mean 1 level = 1/255)`);
+  if (!existsSync(CLI)) console.log(`  skipped: no CLI at ${CLI} (make cli)`);
+  for (const p of parities) console.log(`  ${p.file} (${p.variant} build): mean |delta alpha| ${p.mean.toFixed(4)} levels, max ${p.max}`);
   console.log(`\nwasm linear memory after the runs (Cutout's peak): ${(memoryBytes / 1e6).toFixed(0)} MB`);
   for (const dir of readdirSync(DIST).filter((d) => d.startsWith('pkg-')).sort()) {
     const wasm = readFileSync(join(DIST, dir, 'cutout_wasm_bg.wasm'));

@@ -1,5 +1,6 @@
-// A small PNG reader for tests (8-bit grey/RGB/RGBA, non-interlaced: what Cutout writes).
-import { inflateSync } from 'node:zlib';
+// A small PNG reader and writer for tests (8-bit grey/RGB/RGBA, non-interlaced: what Cutout
+// writes).
+import { crc32, deflateSync, inflateSync } from 'node:zlib';
 
 export function readPng(bytes) {
   const buf = Buffer.from(bytes);
@@ -45,4 +46,30 @@ export function readPng(bytes) {
     return sum / (size * size);
   };
   return { width, height, channels, alphaAt, patchAlpha };
+}
+
+// An 8-bit RGBA PNG of `rgba` (width x height x 4 bytes), unfiltered.
+export function writePng(width, height, rgba) {
+  const chunk = (type, data) => {
+    const head = Buffer.alloc(8);
+    head.writeUInt32BE(data.length, 0);
+    head.write(type, 4, 'latin1');
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])) >>> 0, 0);
+    return Buffer.concat([head, data, crc]);
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 8; // depth
+  header[9] = 6; // RGBA
+  const stride = width * 4;
+  const raw = Buffer.alloc((stride + 1) * height);
+  for (let y = 0; y < height; y++) Buffer.from(rgba.buffer, rgba.byteOffset + y * stride, stride).copy(raw, y * (stride + 1) + 1);
+  return Buffer.concat([
+    Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]),
+    chunk('IHDR', header),
+    chunk('IDAT', deflateSync(raw)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }

@@ -13,10 +13,12 @@
 //! Dilated convolutions split into independent undilated ones on every `dilation`-th pixel, so
 //! a tile's 2x2 outputs and 4x4 inputs are simply `dilation` pixels apart.
 
+use std::ops::{Add, Sub};
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cast::Cast;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
@@ -25,80 +27,216 @@ const POSITIONS: usize = 16;
 const PANEL: usize = 8;
 /// Output channels per kernel row panel.
 const ROWS: usize = 4;
-/// Beyond this many input channels the i32 sums of `4 Σ (x - x0)(k - k0)` could overflow for
-/// adversarial inputs (|x - x0|, |k - k0| ≤ 255, 9 taps), so the channels are summed in blocks
-/// of at most this many and the blocks' exact results added.
-const MAX_CHANNELS_PER_BLOCK: usize = 512;
 
-/// `Σ (x - x0)(k - k0)` over a 3x3 window, stride 1, "same" padding of `dilation`: tract's
-/// quantised `Conv` with an i32 output, for a `[1, C, H, W]` u8 input and a constant kernel.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct WinogradConvU8 {
+/// What the transformed values are multiplied in: i16 summed in i32 (the quantised models), or
+/// f32 (the float ones).
+pub trait Element:
+    Copy
+    + Default
+    + std::fmt::Debug
+    + PartialEq
+    + Send
+    + Sync
+    + 'static
+    + Add<Output = Self>
+    + Sub<Output = Self>
+{
+    /// What products are summed in, and the op's output.
+    type Sum: Datum + Copy + Default + PartialEq + Send + Sync;
+    /// Channels multiplied per step (`pmaddwd` multiplies pairs).
+    const GROUP: usize;
+    /// Input channels summed before the outputs are transformed back (see the i16 impl).
+    const MAX_CHANNELS_PER_BLOCK: usize;
+    const OP_NAME: &'static str;
+    /// A transformed kernel value, if it fits.
+    fn from_sum(v: Self::Sum) -> Option<Self>;
+    fn plus(a: Self::Sum, b: Self::Sum) -> Self::Sum;
+    fn minus(a: Self::Sum, b: Self::Sum) -> Self::Sum;
+    /// A sum of products with `2G`-transformed kernels, back to the convolution's scale.
+    fn quarter(v: Self::Sum) -> Self::Sum;
+    /// 4 output channels x 8 tiles of `Σ a·b` over `groups` steps, `a` as
+    /// `[group][row][GROUP]`, `b` as `[group][tile][GROUP]`.
+    fn micro_kernel(a: &[Self], b: &[Self], groups: usize) -> [[Self::Sum; PANEL]; ROWS];
+    /// The convolution of the op's inputs (the image, and what else this element needs).
+    fn convolve_inputs(
+        op: &WinogradConv<Self>,
+        inputs: &[TValue],
+        height: usize,
+        width: usize,
+    ) -> TractResult<Vec<Self::Sum>>;
+}
+
+impl Element for i16 {
+    type Sum = i32;
+    const GROUP: usize = 2;
+    /// Beyond this many input channels the i32 sums of `4 Σ (x - x0)(k - k0)` could overflow for
+    /// adversarial inputs (|x - x0|, |k - k0| ≤ 255, 9 taps), so the channels are summed in
+    /// blocks of at most this many and the blocks' exact results added.
+    const MAX_CHANNELS_PER_BLOCK: usize = 512;
+    const OP_NAME: &'static str = "WinogradConvU8";
+
+    fn from_sum(v: i32) -> Option<i16> {
+        i16::try_from(v).ok()
+    }
+    // Wrapping: intermediate sums may wrap, the exact final one fits.
+    fn plus(a: i32, b: i32) -> i32 {
+        a.wrapping_add(b)
+    }
+    fn minus(a: i32, b: i32) -> i32 {
+        a.wrapping_sub(b)
+    }
+    fn quarter(v: i32) -> i32 {
+        v >> 2
+    }
+    fn micro_kernel(a: &[i16], b: &[i16], pairs: usize) -> [[i32; PANEL]; ROWS] {
+        micro_kernel_i16(a, b, pairs)
+    }
+    fn convolve_inputs(
+        op: &WinogradConv<i16>,
+        inputs: &[TValue],
+        height: usize,
+        width: usize,
+    ) -> TractResult<Vec<i32>> {
+        let x0 = inputs[1].cast_to_scalar::<i32>()?;
+        ensure!(
+            (0..=255).contains(&x0),
+            "WinogradConvU8: zero point {x0} is not a u8"
+        );
+        let image = inputs[0].try_as_plain_ram()?;
+        Ok(op.convolve_u8(image.as_slice::<u8>()?, x0, height, width))
+    }
+}
+
+impl Element for f32 {
+    type Sum = f32;
+    const GROUP: usize = 1;
+    const MAX_CHANNELS_PER_BLOCK: usize = usize::MAX;
+    const OP_NAME: &'static str = "WinogradConvF32";
+
+    fn from_sum(v: f32) -> Option<f32> {
+        Some(v)
+    }
+    fn plus(a: f32, b: f32) -> f32 {
+        a + b
+    }
+    fn minus(a: f32, b: f32) -> f32 {
+        a - b
+    }
+    fn quarter(v: f32) -> f32 {
+        v * 0.25
+    }
+    fn micro_kernel(a: &[f32], b: &[f32], k: usize) -> [[f32; PANEL]; ROWS] {
+        micro_kernel_f32(a, b, k)
+    }
+    fn convolve_inputs(
+        op: &WinogradConv<f32>,
+        inputs: &[TValue],
+        height: usize,
+        width: usize,
+    ) -> TractResult<Vec<f32>> {
+        let image = inputs[0].try_as_plain_ram()?;
+        Ok(op.convolve(image.as_slice::<f32>()?, |v| v, height, width))
+    }
+}
+
+/// A 3x3 convolution, stride 1, "same" padding of `dilation`, of a `[1, C, H, W]` image with a
+/// constant kernel. In i16 ([`WinogradConvU8`]): `Σ (x - x0)(k - k0)`, tract's quantised `Conv`
+/// with an i32 output for a u8 image; in f32 ([`WinogradConvF32`]): a float `Conv` with bias.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WinogradConv<T: Element> {
     c_in: usize,
     c_out: usize,
     dilation: usize,
-    /// Per block of input channels, the transformed kernel `2G (k - k0) 2Gᵀ`, laid out as the
-    /// micro-kernel reads it: `[position][row panel][channel pair][row 0..4][pair 0..2]`.
-    blocks: Arc<Vec<KernelBlock>>,
+    /// Per block of input channels, the transformed kernel `2G k 2Gᵀ`, laid out as the
+    /// micro-kernel reads it: `[position][row panel][channel group][row 0..4][group member]`.
+    blocks: Arc<Vec<KernelBlock<T>>>,
+    bias: Option<Arc<Vec<T::Sum>>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct KernelBlock {
-    /// First input channel and number of channel pairs (odd counts padded with a zero channel).
+impl<T: Element> Eq for WinogradConv<T> {}
+
+pub type WinogradConvU8 = WinogradConv<i16>;
+pub type WinogradConvF32 = WinogradConv<f32>;
+
+#[derive(Clone, Debug, PartialEq)]
+struct KernelBlock<T> {
+    /// First input channel, channels, and channel groups (the last padded with zero channels).
     first_channel: usize,
     channels: usize,
-    pairs: usize,
-    packed: Vec<i16>,
+    groups: usize,
+    packed: Vec<T>,
 }
 
-impl WinogradConvU8 {
-    /// From an `[O, I, 3, 3]` kernel (`k - k0` already applied). None when a transformed value
-    /// does not fit i16 (|k - k0| > 255 cannot come from 8-bit weights).
-    pub fn new(kernel: &[i32], c_out: usize, c_in: usize, dilation: usize) -> Option<Self> {
+impl WinogradConv<i16> {
+    /// The convolution of a `[c_in, height, width]` u8 image with zero point `x0`, as
+    /// `[c_out, height, width]` i32.
+    pub fn convolve_u8(&self, image: &[u8], x0: i32, height: usize, width: usize) -> Vec<i32> {
+        // |v - x0| ≤ 255, and the input transform at most quadruples it: i16 holds it.
+        self.convolve(image, |v| (v as i32 - x0) as i16, height, width)
+    }
+}
+
+impl<T: Element> WinogradConv<T> {
+    /// From an `[O, I, 3, 3]` kernel (for i16, `k - k0`), and a bias per output channel. None
+    /// when a transformed value does not fit `T` (for i16, |k - k0| > 255, which 8-bit weights
+    /// cannot give).
+    pub fn new(
+        kernel: &[T::Sum],
+        bias: Option<Vec<T::Sum>>,
+        c_out: usize,
+        c_in: usize,
+        dilation: usize,
+    ) -> Option<Self> {
         assert_eq!(kernel.len(), c_out * c_in * 9);
         let row_panels = c_out.div_ceil(ROWS);
         let mut blocks = vec![];
-        for first_channel in (0..c_in).step_by(MAX_CHANNELS_PER_BLOCK) {
-            let channels = (c_in - first_channel).min(MAX_CHANNELS_PER_BLOCK);
-            let pairs = channels.div_ceil(2);
-            let mut packed = vec![0i16; POSITIONS * row_panels * pairs * ROWS * 2];
+        for first_channel in (0..c_in).step_by(T::MAX_CHANNELS_PER_BLOCK.min(c_in.max(1))) {
+            let channels = (c_in - first_channel).min(T::MAX_CHANNELS_PER_BLOCK);
+            let groups = channels.div_ceil(T::GROUP);
+            let mut packed = vec![T::default(); POSITIONS * row_panels * groups * ROWS * T::GROUP];
             for o in 0..c_out {
                 for c in 0..channels {
                     let taps = &kernel[(o * c_in + first_channel + c) * 9..][..9];
-                    let u = transform_kernel(taps);
-                    for (p, &value) in u.iter().enumerate() {
-                        let at = (((p * row_panels + o / ROWS) * pairs + c / 2) * ROWS + o % ROWS)
-                            * 2
-                            + c % 2;
-                        packed[at] = i16::try_from(value).ok()?;
+                    for (p, &value) in transform_kernel::<T>(taps).iter().enumerate() {
+                        let row = (p * row_panels + o / ROWS) * groups + c / T::GROUP;
+                        let at = (row * ROWS + o % ROWS) * T::GROUP + c % T::GROUP;
+                        packed[at] = T::from_sum(value)?;
                     }
                 }
             }
             blocks.push(KernelBlock {
                 first_channel,
                 channels,
-                pairs,
+                groups,
                 packed,
             });
         }
-        Some(WinogradConvU8 {
+        Some(WinogradConv {
             c_in,
             c_out,
             dilation,
             blocks: Arc::new(blocks),
+            bias: bias.map(Arc::new),
         })
     }
 
-    /// The convolution of a `[c_in, height, width]` u8 image with zero point `x0`, as
-    /// `[c_out, height, width]` i32.
-    pub fn convolve(&self, image: &[u8], x0: i32, height: usize, width: usize) -> Vec<i32> {
+    /// The convolution of a `[c_in, height, width]` image, each value taken through `convert`,
+    /// as `[c_out, height, width]`.
+    pub fn convolve<S: Copy + Sync>(
+        &self,
+        image: &[S],
+        convert: impl Fn(S) -> T,
+        height: usize,
+        width: usize,
+    ) -> Vec<T::Sum> {
         assert_eq!(image.len(), self.c_in * height * width);
         let d = self.dilation;
-        let padded = Padded::new(image, x0, self.c_in, height, width, d);
+        let padded = Padded::new(image, convert, self.c_in, height, width, d);
         let tiles = tile_origins(height, width, d);
-        let mut output = vec![0i32; self.c_out * height * width];
+        let mut output = vec![T::Sum::default(); self.c_out * height * width];
         let out = SharedOutput(output.as_mut_ptr());
-        let chunk = chunk_tiles(tiles.len(), self.c_in.min(MAX_CHANNELS_PER_BLOCK));
+        let block_channels = self.c_in.min(T::MAX_CHANNELS_PER_BLOCK);
+        let chunk = chunk_tiles(tiles.len(), block_channels * std::mem::size_of::<T>());
         super::parallel::for_each_chunk(&tiles, chunk, |tiles| {
             let mut scratch = Scratch::default();
             for (index, block) in self.blocks.iter().enumerate() {
@@ -120,34 +258,34 @@ impl WinogradConvU8 {
     }
 
     /// The 16 transformed values of every (tile, channel) of `block`, packed in panels of 8
-    /// tiles for the micro-kernel: `[position][tile panel][channel pair][tile 0..8][pair 0..2]`.
+    /// tiles for the micro-kernel: `[position][tile panel][channel group][tile 0..8][member]`.
     fn transform_inputs(
         &self,
-        padded: &Padded,
-        block: &KernelBlock,
+        padded: &Padded<T>,
+        block: &KernelBlock<T>,
         tiles: &[(usize, usize)],
-        inputs: &mut Vec<i16>,
+        inputs: &mut Vec<T>,
     ) {
         let d = self.dilation;
         let panels = tiles.len().div_ceil(PANEL);
-        let position_stride = panels * block.pairs * PANEL * 2;
+        let group_len = PANEL * T::GROUP;
+        let position_stride = panels * block.groups * group_len;
         inputs.clear();
-        inputs.resize(POSITIONS * position_stride, 0);
+        inputs.resize(POSITIONS * position_stride, T::default());
         for (panel, panel_tiles) in tiles.chunks(PANEL).enumerate() {
             let in_one_row = is_row_of_tiles(panel_tiles, d);
-            for pair in 0..block.pairs {
-                let mut transformed = [[[0i16; PANEL]; POSITIONS]; 2];
-                for (e, out) in transformed.iter_mut().enumerate() {
-                    let c = 2 * pair + e;
+            for group in 0..block.groups {
+                for e in 0..T::GROUP {
+                    let c = T::GROUP * group + e;
                     if c >= block.channels {
                         break;
                     }
                     let plane = padded.plane(block.first_channel + c);
                     // patch[r][s][tile]: the tile's 4x4 input window, one lane per tile.
-                    let mut patch = [[[0i16; PANEL]; 4]; 4];
+                    let mut patch = [[[T::default(); PANEL]; 4]; 4];
                     if in_one_row {
-                        let (y0, x0) = panel_tiles[0];
                         // Window column s of tile t is padded column x0 + 2t + s.
+                        let (y0, x0) = panel_tiles[0];
                         for (r, row) in patch.iter_mut().enumerate() {
                             for (s, lanes) in row.iter_mut().enumerate() {
                                 let first = padded.at(y0 + r, x0 + s);
@@ -163,18 +301,14 @@ impl WinogradConvU8 {
                             }
                         }
                     }
-                    *out = transform_patch(&patch);
-                }
-                // Channels 2·pair and 2·pair + 1 interleaved, as pmaddwd pairs them.
-                let base = (panel * block.pairs + pair) * PANEL * 2;
-                for p in 0..POSITIONS {
-                    let at: &mut [i16; 2 * PANEL] = (&mut inputs[p * position_stride + base..]
-                        [..2 * PANEL])
-                        .try_into()
-                        .unwrap();
-                    for t in 0..PANEL {
-                        at[2 * t] = transformed[0][p][t];
-                        at[2 * t + 1] = transformed[1][p][t];
+                    let transformed = transform_patch(&patch);
+                    // Group members interleaved, as pmaddwd pairs them.
+                    let base = (panel * block.groups + group) * group_len;
+                    for (p, lanes) in transformed.iter().enumerate() {
+                        let at = &mut inputs[p * position_stride + base..][..group_len];
+                        for (t, &v) in lanes.iter().enumerate() {
+                            at[t * T::GROUP + e] = v;
+                        }
                     }
                 }
             }
@@ -183,14 +317,20 @@ impl WinogradConvU8 {
 
     /// Per position, transformed kernel x transformed inputs:
     /// `products[position][output channel (padded to 4)][tile]`.
-    fn multiply(&self, block: &KernelBlock, tiles: usize, inputs: &[i16], products: &mut Vec<i32>) {
+    fn multiply(
+        &self,
+        block: &KernelBlock<T>,
+        tiles: usize,
+        inputs: &[T],
+        products: &mut Vec<T::Sum>,
+    ) {
         let row_panels = self.c_out.div_ceil(ROWS);
         let panels = tiles.div_ceil(PANEL);
         let columns = panels * PANEL;
         products.clear();
-        products.resize(POSITIONS * row_panels * ROWS * columns, 0);
-        let kernel_panel = block.pairs * ROWS * 2;
-        let input_panel = block.pairs * PANEL * 2;
+        products.resize(POSITIONS * row_panels * ROWS * columns, T::Sum::default());
+        let kernel_panel = block.groups * ROWS * T::GROUP;
+        let input_panel = block.groups * PANEL * T::GROUP;
         for p in 0..POSITIONS {
             let kernel = &block.packed[p * row_panels * kernel_panel..];
             let input = &inputs[p * panels * input_panel..];
@@ -199,7 +339,7 @@ impl WinogradConvU8 {
                 let a = &kernel[rp * kernel_panel..][..kernel_panel];
                 for cp in 0..panels {
                     let b = &input[cp * input_panel..][..input_panel];
-                    let tile = micro_kernel(a, b, block.pairs);
+                    let tile = T::micro_kernel(a, b, block.groups);
                     for (r, row) in tile.iter().enumerate() {
                         out[(rp * ROWS + r) * columns + cp * PANEL..][..PANEL].copy_from_slice(row);
                     }
@@ -208,44 +348,47 @@ impl WinogradConvU8 {
         }
     }
 
-    /// Turns each tile's 16 products per output channel into its 2x2 outputs (divided by 4)
-    /// and stores (or, for later channel blocks, adds) them.
+    /// Turns each tile's 16 products per output channel into its 2x2 outputs and stores them
+    /// (plus the bias), or, for later channel blocks, adds them.
     ///
     /// # Safety
-    /// `output` holds `c_out * height * width` i32 and no other thread writes these tiles.
+    /// `output` holds `c_out * height * width` values and no other thread writes these tiles.
     unsafe fn transform_outputs(
         &self,
-        products: &[i32],
+        products: &[T::Sum],
         tiles: &[(usize, usize)],
         (height, width): (usize, usize),
         accumulate: bool,
-        output: &SharedOutput,
+        output: &SharedOutput<T::Sum>,
     ) {
         let d = self.dilation;
         let columns = tiles.len().div_ceil(PANEL) * PANEL;
         let position_stride = self.c_out.div_ceil(ROWS) * ROWS * columns;
         for o in 0..self.c_out {
             let plane = output.0.add(o * height * width);
+            let bias = self.bias.as_ref().map_or(T::Sum::default(), |b| b[o]);
+            let store = |at: *mut T::Sum, sum: T::Sum| {
+                let value = T::quarter(sum);
+                *at = if accumulate {
+                    T::plus(*at, value)
+                } else {
+                    T::plus(value, bias)
+                };
+            };
             for (panel, panel_tiles) in tiles.chunks(PANEL).enumerate() {
-                let mut m = [[0i32; PANEL]; POSITIONS];
+                let mut m = [[T::Sum::default(); PANEL]; POSITIONS];
                 for (p, lanes) in m.iter_mut().enumerate() {
                     let at = p * position_stride + o * columns + panel * PANEL;
                     lanes.copy_from_slice(&products[at..][..PANEL]);
                 }
-                let y = transform_products(&m);
+                let y = transform_products::<T>(&m);
                 let (y0, x0) = panel_tiles[0];
                 if is_row_of_tiles(panel_tiles, d) && y0 + 1 < height && x0 + 2 * PANEL <= width {
                     for (a, row) in y.iter().enumerate() {
-                        let out = std::slice::from_raw_parts_mut(
-                            plane.add((y0 + a) * width + x0),
-                            2 * PANEL,
-                        );
-                        for t in 0..PANEL {
-                            for b in 0..2 {
-                                let value = row[b][t] >> 2;
-                                let at = &mut out[2 * t + b];
-                                *at = if accumulate { *at + value } else { value };
-                            }
+                        let out = plane.add((y0 + a) * width + x0);
+                        for (t, (&left, &right)) in row[0].iter().zip(&row[1]).enumerate() {
+                            store(out.add(2 * t), left);
+                            store(out.add(2 * t + 1), right);
                         }
                     }
                     continue;
@@ -259,9 +402,7 @@ impl WinogradConvU8 {
                         for (b, lanes) in row.iter().enumerate() {
                             let xx = x0 + d * b;
                             if xx < width {
-                                let at = plane.add(yy * width + xx);
-                                let value = lanes[t] >> 2;
-                                *at = if accumulate { *at + value } else { value };
+                                store(plane.add(yy * width + xx), lanes[t]);
                             }
                         }
                     }
@@ -277,35 +418,50 @@ fn is_row_of_tiles(tiles: &[(usize, usize)], d: usize) -> bool {
     d == 1 && tiles.len() == PANEL && tiles[PANEL - 1] == (y0, x0 + 2 * (PANEL - 1))
 }
 
-#[derive(Default)]
-struct Scratch {
-    inputs: Vec<i16>,
-    products: Vec<i32>,
+struct Scratch<T: Element> {
+    inputs: Vec<T>,
+    products: Vec<T::Sum>,
+}
+
+impl<T: Element> Default for Scratch<T> {
+    fn default() -> Self {
+        Scratch {
+            inputs: vec![],
+            products: vec![],
+        }
+    }
 }
 
 /// The output buffer, written by several threads at disjoint tiles.
-struct SharedOutput(*mut i32);
-unsafe impl Sync for SharedOutput {}
-unsafe impl Send for SharedOutput {}
+struct SharedOutput<S>(*mut S);
+unsafe impl<S> Sync for SharedOutput<S> {}
+unsafe impl<S> Send for SharedOutput<S> {}
 
-/// The input minus its zero point, as i16 planes with `dilation` zero pixels above and left and
+/// The converted input as planes with `dilation` zero pixels above and left and
 /// `2 * dilation` below and right, so every tile's 4x4 window reads inside the plane. Each row
 /// holds its even columns, then its odd ones: a row of undilated tiles (2 pixels apart) then
 /// finds each of its 4 window columns as 8 consecutive values.
-struct Padded {
-    data: Vec<i16>,
+struct Padded<T> {
+    data: Vec<T>,
     stride: usize,
     /// Where a row's odd columns start.
     odd: usize,
     plane_len: usize,
 }
 
-impl Padded {
-    fn new(image: &[u8], x0: i32, channels: usize, height: usize, width: usize, d: usize) -> Self {
+impl<T: Element> Padded<T> {
+    fn new<S: Copy>(
+        image: &[S],
+        convert: impl Fn(S) -> T,
+        channels: usize,
+        height: usize,
+        width: usize,
+        d: usize,
+    ) -> Self {
         let stride = width + 3 * d;
         let odd = stride.div_ceil(2);
         let plane_len = (height + 3 * d) * stride;
-        let mut data = vec![0i16; channels * plane_len];
+        let mut data = vec![T::default(); channels * plane_len];
         for c in 0..channels {
             let src = &image[c * height * width..][..height * width];
             let dst = &mut data[c * plane_len..][..plane_len];
@@ -320,11 +476,11 @@ impl Padded {
                 };
                 let pairs = row.chunks_exact(2);
                 if let [last] = pairs.remainder() {
-                    to_even[width / 2] = (*last as i32 - x0) as i16;
+                    to_even[width / 2] = convert(*last);
                 }
                 for ((pair, e), o) in pairs.zip(to_even.iter_mut()).zip(to_odd.iter_mut()) {
-                    *e = (pair[0] as i32 - x0) as i16;
-                    *o = (pair[1] as i32 - x0) as i16;
+                    *e = convert(pair[0]);
+                    *o = convert(pair[1]);
                 }
             }
         }
@@ -336,7 +492,7 @@ impl Padded {
         }
     }
 
-    fn plane(&self, c: usize) -> &[i16] {
+    fn plane(&self, c: usize) -> &[T] {
         &self.data[c * self.plane_len..][..self.plane_len]
     }
 
@@ -364,24 +520,32 @@ fn tile_origins(height: usize, width: usize, d: usize) -> Vec<(usize, usize)> {
 }
 
 /// Tiles per chunk of work: whole panels, enough to amortise each kernel panel's load, few
-/// enough that a chunk's transformed inputs stay in cache and threads get several chunks.
-fn chunk_tiles(tiles: usize, channels: usize) -> usize {
-    let cache_bound = (1 << 18) / (POSITIONS * 2 * channels.max(1));
+/// enough that a chunk's transformed inputs (`bytes_per_tile_position` per tile and position)
+/// stay in cache and threads get several chunks.
+fn chunk_tiles(tiles: usize, bytes_per_tile_position: usize) -> usize {
+    let cache_bound = (1 << 18) / (POSITIONS * bytes_per_tile_position.max(1));
     let spread = tiles.div_ceil(8);
     cache_bound.min(spread).clamp(2 * PANEL, 16 * PANEL) / PANEL * PANEL
 }
 
 /// `2G g 2Gᵀ` for a 3x3 kernel `g` (row-major), with `2G = [[2,0,0],[1,1,1],[1,-1,1],[0,0,2]]`.
-fn transform_kernel(g: &[i32]) -> [i32; POSITIONS] {
-    let column = |a: i32, b: i32, c: i32| [2 * a, a + b + c, a - b + c, 2 * c];
-    let mut rows = [[0i32; 3]; 4]; // 2G g
+fn transform_kernel<T: Element>(g: &[T::Sum]) -> [T::Sum; POSITIONS] {
+    let column = |a: T::Sum, b: T::Sum, c: T::Sum| {
+        [
+            T::plus(a, a),
+            T::plus(T::plus(a, b), c),
+            T::plus(T::minus(a, b), c),
+            T::plus(c, c),
+        ]
+    };
+    let mut rows = [[T::Sum::default(); 3]; 4]; // 2G g
     for s in 0..3 {
         let t = column(g[s], g[3 + s], g[6 + s]);
         for r in 0..4 {
             rows[r][s] = t[r];
         }
     }
-    let mut u = [0i32; POSITIONS];
+    let mut u = [T::Sum::default(); POSITIONS];
     for r in 0..4 {
         let t = column(rows[r][0], rows[r][1], rows[r][2]);
         u[r * 4..][..4].copy_from_slice(&t);
@@ -390,9 +554,9 @@ fn transform_kernel(g: &[i32]) -> [i32; POSITIONS] {
 }
 
 /// `Bᵀ d B` for each lane, `Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]`.
-fn transform_patch(d: &[[[i16; PANEL]; 4]; 4]) -> [[i16; PANEL]; POSITIONS] {
-    fn bt(v: [[i16; PANEL]; 4]) -> [[i16; PANEL]; 4] {
-        let mut t = [[0i16; PANEL]; 4];
+fn transform_patch<T: Element>(d: &[[[T; PANEL]; 4]; 4]) -> [[T; PANEL]; POSITIONS] {
+    fn bt<T: Element>(v: [[T; PANEL]; 4]) -> [[T; PANEL]; 4] {
+        let mut t = [[T::default(); PANEL]; 4];
         for l in 0..PANEL {
             t[0][l] = v[0][l] - v[2][l];
             t[1][l] = v[1][l] + v[2][l];
@@ -402,11 +566,11 @@ fn transform_patch(d: &[[[i16; PANEL]; 4]; 4]) -> [[i16; PANEL]; POSITIONS] {
         t
     }
     // Rows first (over r for each column s), then columns (over s for each row).
-    let mut columns = [[[0i16; PANEL]; 4]; 4]; // [s][r']
+    let mut columns = [[[T::default(); PANEL]; 4]; 4]; // [s][r']
     for s in 0..4 {
         columns[s] = bt([d[0][s], d[1][s], d[2][s], d[3][s]]);
     }
-    let mut out = [[0i16; PANEL]; POSITIONS];
+    let mut out = [[T::default(); PANEL]; POSITIONS];
     for r in 0..4 {
         let t = bt([columns[0][r], columns[1][r], columns[2][r], columns[3][r]]);
         out[r * 4..][..4].copy_from_slice(&t);
@@ -415,16 +579,16 @@ fn transform_patch(d: &[[[i16; PANEL]; 4]; 4]) -> [[i16; PANEL]; POSITIONS] {
 }
 
 /// `Aᵀ m A` for each lane, `Aᵀ = [[1,1,1,0],[0,1,-1,-1]]`: the tile's 2x2 outputs (times 4).
-fn transform_products(m: &[[i32; PANEL]; POSITIONS]) -> [[[i32; PANEL]; 2]; 2] {
-    fn at(v: [[i32; PANEL]; 4]) -> [[i32; PANEL]; 2] {
-        let mut t = [[0i32; PANEL]; 2];
+fn transform_products<T: Element>(m: &[[T::Sum; PANEL]; POSITIONS]) -> [[[T::Sum; PANEL]; 2]; 2] {
+    let at = |v: [[T::Sum; PANEL]; 4]| {
+        let mut t = [[T::Sum::default(); PANEL]; 2];
         for l in 0..PANEL {
-            t[0][l] = v[0][l].wrapping_add(v[1][l]).wrapping_add(v[2][l]);
-            t[1][l] = v[1][l].wrapping_sub(v[2][l]).wrapping_sub(v[3][l]);
+            t[0][l] = T::plus(T::plus(v[0][l], v[1][l]), v[2][l]);
+            t[1][l] = T::minus(T::minus(v[1][l], v[2][l]), v[3][l]);
         }
         t
-    }
-    let mut rows = [[[0i32; PANEL]; 4]; 2]; // [a][s]
+    };
+    let mut rows = [[[T::Sum::default(); PANEL]; 4]; 2]; // [a][s]
     for s in 0..4 {
         let t = at([m[s], m[4 + s], m[8 + s], m[12 + s]]);
         rows[0][s] = t[0];
@@ -433,10 +597,8 @@ fn transform_products(m: &[[i32; PANEL]; POSITIONS]) -> [[[i32; PANEL]; 2]; 2] {
     [at(rows[0]), at(rows[1])]
 }
 
-/// 4 output channels x 8 tiles of `Σ_pairs a·b`, `a` as `[pair][row][2]`, `b` as
-/// `[pair][tile][2]`.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-fn micro_kernel(a: &[i16], b: &[i16], pairs: usize) -> [[i32; PANEL]; ROWS] {
+fn micro_kernel_i16(a: &[i16], b: &[i16], pairs: usize) -> [[i32; PANEL]; ROWS] {
     use core::arch::wasm32::*;
     assert!(a.len() >= pairs * ROWS * 2 && b.len() >= pairs * PANEL * 2);
     let mut acc = [i32x4_splat(0); 2 * ROWS];
@@ -464,16 +626,61 @@ fn micro_kernel(a: &[i16], b: &[i16], pairs: usize) -> [[i32; PANEL]; ROWS] {
     out
 }
 
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn micro_kernel_f32(a: &[f32], b: &[f32], k: usize) -> [[f32; PANEL]; ROWS] {
+    use core::arch::wasm32::*;
+    assert!(a.len() >= k * ROWS && b.len() >= k * PANEL);
+    let mut acc = [f32x4_splat(0.0); 2 * ROWS];
+    // Safety: the reads stay inside `a` and `b` (asserted above); v128 loads are unaligned.
+    unsafe {
+        let (a, b) = (a.as_ptr(), b.as_ptr());
+        for step in 0..k {
+            let b0 = v128_load(b.add(step * PANEL) as *const v128);
+            let b1 = v128_load(b.add(step * PANEL + 4) as *const v128);
+            for r in 0..ROWS {
+                let ar = v128_load32_splat(a.add(step * ROWS + r) as *const u32);
+                #[cfg(target_feature = "relaxed-simd")]
+                {
+                    acc[2 * r] = f32x4_relaxed_madd(ar, b0, acc[2 * r]);
+                    acc[2 * r + 1] = f32x4_relaxed_madd(ar, b1, acc[2 * r + 1]);
+                }
+                #[cfg(not(target_feature = "relaxed-simd"))]
+                {
+                    acc[2 * r] = f32x4_add(acc[2 * r], f32x4_mul(ar, b0));
+                    acc[2 * r + 1] = f32x4_add(acc[2 * r + 1], f32x4_mul(ar, b1));
+                }
+            }
+        }
+    }
+    let mut out = [[0f32; PANEL]; ROWS];
+    for (r, row) in out.iter_mut().enumerate() {
+        // Safety: two v128 stores into an [f32; 8].
+        unsafe {
+            v128_store(row.as_mut_ptr() as *mut v128, acc[2 * r]);
+            v128_store(row.as_mut_ptr().add(4) as *mut v128, acc[2 * r + 1]);
+        }
+    }
+    out
+}
+
+/// The micro-kernels' definition, for the native tests.
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn micro_kernel(a: &[i16], b: &[i16], pairs: usize) -> [[i32; PANEL]; ROWS] {
-    let mut out = [[0i32; PANEL]; ROWS];
-    for k in 0..pairs {
+fn micro_kernel_portable<T: Element>(
+    a: &[T],
+    b: &[T],
+    groups: usize,
+    product: impl Fn(T, T) -> T::Sum,
+) -> [[T::Sum; PANEL]; ROWS] {
+    let mut out = [[T::Sum::default(); PANEL]; ROWS];
+    for g in 0..groups {
         for (r, row) in out.iter_mut().enumerate() {
             for (t, acc) in row.iter_mut().enumerate() {
-                for e in 0..2 {
-                    let product =
-                        a[(k * ROWS + r) * 2 + e] as i32 * b[(k * PANEL + t) * 2 + e] as i32;
-                    *acc = acc.wrapping_add(product);
+                for e in 0..T::GROUP {
+                    let p = product(
+                        a[(g * ROWS + r) * T::GROUP + e],
+                        b[(g * PANEL + t) * T::GROUP + e],
+                    );
+                    *acc = T::plus(*acc, p);
                 }
             }
         }
@@ -481,9 +688,19 @@ fn micro_kernel(a: &[i16], b: &[i16], pairs: usize) -> [[i32; PANEL]; ROWS] {
     out
 }
 
-impl Op for WinogradConvU8 {
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn micro_kernel_i16(a: &[i16], b: &[i16], pairs: usize) -> [[i32; PANEL]; ROWS] {
+    micro_kernel_portable(a, b, pairs, |a, b| a as i32 * b as i32)
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn micro_kernel_f32(a: &[f32], b: &[f32], k: usize) -> [[f32; PANEL]; ROWS] {
+    micro_kernel_portable(a, b, k, |a, b| a * b)
+}
+
+impl<T: Element> Op for WinogradConv<T> {
     fn name(&self) -> StaticName {
-        "WinogradConvU8".into()
+        T::OP_NAME.into()
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
@@ -496,25 +713,19 @@ impl Op for WinogradConvU8 {
     tract_onnx::tract_core::op_as_typed_op!();
 }
 
-impl EvalOp for WinogradConvU8 {
+impl<T: Element> EvalOp for WinogradConv<T> {
     tract_onnx::tract_core::op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let (image, x0) = (&inputs[0], &inputs[1]);
-        let shape = image.shape();
+        let shape = inputs[0].shape();
         ensure!(
             shape.len() == 4 && shape[0] == 1 && shape[1] == self.c_in,
-            "WinogradConvU8 expects [1, {}, H, W], got {shape:?}",
+            "{} expects [1, {}, H, W], got {shape:?}",
+            T::OP_NAME,
             self.c_in
         );
-        let x0 = x0.cast_to_scalar::<i32>()?;
-        ensure!(
-            (0..=255).contains(&x0),
-            "WinogradConvU8: zero point {x0} is not a u8"
-        );
-        let data = image.try_as_plain_ram()?;
         let (height, width) = (shape[2], shape[3]);
-        let output = self.convolve(data.as_slice::<u8>()?, x0, height, width);
+        let output = T::convolve_inputs(self, &inputs, height, width)?;
         Ok(tvec!(tract_ndarray::ArrayD::from_shape_vec(
             &[1, self.c_out, height, width][..],
             output
@@ -523,13 +734,13 @@ impl EvalOp for WinogradConvU8 {
     }
 }
 
-impl TypedOp for WinogradConvU8 {
+impl<T: Element> TypedOp for WinogradConv<T> {
     tract_onnx::tract_core::as_op!();
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let shape = &inputs[0].shape;
-        ensure!(shape.rank() == 4, "WinogradConvU8 expects a rank-4 input");
-        Ok(tvec!(i32::fact([
+        ensure!(shape.rank() == 4, "{} expects a rank-4 input", T::OP_NAME);
+        Ok(tvec!(T::Sum::fact([
             shape[0].clone(),
             self.c_out.to_dim(),
             shape[2].clone(),
@@ -538,14 +749,19 @@ impl TypedOp for WinogradConvU8 {
     }
 }
 
-/// The constant value of `outlet` as i32s, if it is one.
-fn const_i32s(model: &TypedModel, outlet: OutletId) -> Option<Vec<i32>> {
+/// The constant value of `outlet` as `D`s, if it is one (or a constant cast: the fp16 models'
+/// largest kernels reach their convolution through a Cast to f32).
+fn const_values<D: Datum + Copy>(model: &TypedModel, outlet: OutletId) -> Option<Vec<D>> {
+    let node = model.node(outlet.node);
+    if node.op_is::<Cast>() {
+        return const_values(model, node.inputs[0]);
+    }
     let konst = model.outlet_fact(outlet).ok()?.konst.clone()?;
-    let values = konst.cast_to::<i32>().ok()?;
+    let values = konst.cast_to::<D>().ok()?;
     let values = values
         .try_as_plain_ram()
         .ok()?
-        .as_slice::<i32>()
+        .as_slice::<D>()
         .ok()?
         .to_vec();
     Some(values)
@@ -576,52 +792,92 @@ fn same_3x3_dilation(conv: &Conv) -> Option<usize> {
         .then_some(dilation)
 }
 
-/// Replaces each quantised 3x3 stride-1 convolution of a u8 NCHW image with an i32 output
-/// (ConvInteger, and the quantised Conv of dynamically quantised models) by
-/// [`WinogradConvU8`]. Run on a decluttered model, before codegen. Returns how many.
+/// The Winograd op for a quantised convolution with an i32 output of a u8 image (ConvInteger,
+/// and the quantised Conv of dynamically quantised models), reading the image and its zero
+/// point.
+fn quantised_replacement(
+    model: &TypedModel,
+    node: &TypedNode,
+    conv: &Conv,
+    dilation: usize,
+) -> Option<(WinogradConvU8, TVec<OutletId>)> {
+    let (c_in, c_out) = (conv.input_channels(), conv.output_channels());
+    let zero_point = model.outlet_fact(node.inputs[3]).ok()?;
+    let bias_is_zero = const_values::<i32>(model, node.inputs[2])?
+        .iter()
+        .all(|&v| v == 0);
+    let kernel = const_values::<i32>(model, node.inputs[1])?;
+    let k0 = const_values::<i32>(model, node.inputs[5])?;
+    if node.inputs.len() != 9
+        || model.outlet_fact(node.inputs[0]).ok()?.datum_type != u8::datum_type()
+        || node.outputs[0].fact.datum_type != i32::datum_type()
+        || zero_point.shape.volume() != 1.to_dim()
+        || !bias_is_zero
+        || k0.len() != 1
+        || kernel.len() != c_out * c_in * 9
+    {
+        return None;
+    }
+    let centred: Vec<i32> = kernel.iter().map(|&k| k - k0[0]).collect();
+    let op = WinogradConvU8::new(&centred, None, c_out, c_in, dilation)?;
+    Some((op, tvec![node.inputs[0], node.inputs[3]]))
+}
+
+/// The Winograd op for a float convolution (with its bias), reading the image.
+fn float_replacement(
+    model: &TypedModel,
+    node: &TypedNode,
+    conv: &Conv,
+    dilation: usize,
+) -> Option<(WinogradConvF32, TVec<OutletId>)> {
+    let (c_in, c_out) = (conv.input_channels(), conv.output_channels());
+    let kernel = const_values::<f32>(model, node.inputs[1])?;
+    let bias = const_values::<f32>(model, node.inputs[2])?;
+    let bias = match bias.len() {
+        1 => vec![bias[0]; c_out],
+        n if n == c_out => bias,
+        _ => return None,
+    };
+    if node.inputs.len() != 3
+        || model.outlet_fact(node.inputs[0]).ok()?.datum_type != f32::datum_type()
+        || node.outputs[0].fact.datum_type != f32::datum_type()
+        || kernel.len() != c_out * c_in * 9
+    {
+        return None;
+    }
+    let op = WinogradConvF32::new(&kernel, Some(bias), c_out, c_in, dilation)?;
+    Some((op, tvec![node.inputs[0]]))
+}
+
+/// Replaces each 3x3 stride-1 convolution of a single `[1, C, H, W]` image that Winograd
+/// computes exactly (quantised, i32 output) or as closely as f32 allows (float) by
+/// [`WinogradConvU8`] or [`WinogradConvF32`]. Run on a decluttered model, before codegen.
+/// Returns how many.
 pub(super) fn use_winograd(model: &mut TypedModel) -> TractResult<usize> {
-    super::replace_nodes_wired(model, |model, node| {
+    let single_image = |model: &TypedModel, node: &TypedNode| {
+        let fact = model.outlet_fact(node.inputs[0]).ok()?;
+        let shape = fact.shape.as_concrete()?;
+        (shape.len() == 4 && shape[0] == 1 && !shape[2..].contains(&0)).then_some(())
+    };
+    let quantised = super::replace_nodes_wired(model, |model, node| {
         let Some(conv) = node.op_as::<Conv>() else {
             return Ok(None);
         };
-        let Some(dilation) = same_3x3_dilation(conv) else {
-            return Ok(None);
-        };
-        if conv.q_params != Some(i32::datum_type())
-            || node.inputs.len() != 9
-            || node.outputs[0].fact.datum_type != i32::datum_type()
-        {
+        if conv.q_params != Some(i32::datum_type()) || single_image(model, node).is_none() {
             return Ok(None);
         }
-        let image = model.outlet_fact(node.inputs[0])?;
-        let zero_point = model.outlet_fact(node.inputs[3])?;
-        let Some(shape) = image.shape.as_concrete() else {
+        Ok(same_3x3_dilation(conv).and_then(|d| quantised_replacement(model, node, conv, d)))
+    })?;
+    let float = super::replace_nodes_wired(model, |model, node| {
+        let Some(conv) = node.op_as::<Conv>() else {
             return Ok(None);
         };
-        if image.datum_type != u8::datum_type()
-            || shape.len() != 4
-            || shape[0] != 1
-            || shape[2..].contains(&0)
-            || zero_point.shape.volume() != 1.to_dim()
-        {
+        if conv.q_params.is_some() || single_image(model, node).is_none() {
             return Ok(None);
         }
-        let (c_in, c_out) = (conv.input_channels(), conv.output_channels());
-        let bias_is_zero =
-            const_i32s(model, node.inputs[2]).is_some_and(|b| b.iter().all(|&v| v == 0));
-        let (Some(kernel), Some(k0)) = (
-            const_i32s(model, node.inputs[1]),
-            const_i32s(model, node.inputs[5]),
-        ) else {
-            return Ok(None);
-        };
-        if !bias_is_zero || k0.len() != 1 || kernel.len() != c_out * c_in * 9 || shape[1] != c_in {
-            return Ok(None);
-        }
-        let centred: Vec<i32> = kernel.iter().map(|&k| k - k0[0]).collect();
-        Ok(WinogradConvU8::new(&centred, c_out, c_in, dilation)
-            .map(|op| (op, tvec![node.inputs[0], node.inputs[3]])))
-    })
+        Ok(same_3x3_dilation(conv).and_then(|d| float_replacement(model, node, conv, d)))
+    })?;
+    Ok(quantised + float)
 }
 
 #[cfg(test)]
@@ -632,8 +888,8 @@ mod tests {
     fn check(shape: (usize, usize, usize, usize, usize), extreme: bool) {
         let (c_in, c_out, height, width, d) = shape;
         let (image, x0, kernel) = random_convolution(shape, extreme);
-        let op = WinogradConvU8::new(&kernel, c_out, c_in, d).unwrap();
-        let got = op.convolve(&image, x0, height, width);
+        let op = WinogradConvU8::new(&kernel, None, c_out, c_in, d).unwrap();
+        let got = op.convolve_u8(&image, x0, height, width);
         assert_eq!(
             got,
             direct_convolution(&image, x0, &kernel, shape),
@@ -645,6 +901,19 @@ mod tests {
     fn equals_the_direct_convolution() {
         for shape in CASES {
             check(shape, false);
+        }
+    }
+
+    #[test]
+    fn float_convolution_is_the_direct_one_to_f32_rounding() {
+        for shape in CASES {
+            let (c_in, c_out, height, width, d) = shape;
+            let (image, kernel, bias) = random_float_convolution(shape);
+            let op = WinogradConvF32::new(&kernel, Some(bias.clone()), c_out, c_in, d).unwrap();
+            let got = op.convolve(&image, |v| v, height, width);
+            let want = direct_float_convolution(&image, &kernel, &bias, shape);
+            let error = worst_float_error(&got, &want, c_in);
+            assert!(error < 1e-6, "{shape:?}: error {error}");
         }
     }
 
@@ -714,6 +983,51 @@ mod tests {
         let ours = model.into_runnable()?.run(inputs()?)?;
         assert_eq!(ours[0].shape(), &[1, 5, 9, 12]);
         assert_eq!(ours[0], tracts[0]);
+        Ok(())
+    }
+
+    #[test]
+    fn replaces_tracts_float_convolution_with_the_same_results() -> TractResult<()> {
+        use tract_onnx::tract_core::ops::cnn::PoolSpec;
+        let shape = (7, 6, 10, 17, 1);
+        let (c_in, c_out, height, width, d) = shape;
+        let (image, kernel, bias) = random_float_convolution(shape);
+        let graph = || -> TractResult<TypedModel> {
+            let mut model = TypedModel::default();
+            let image = model.add_source("image", f32::fact([1, c_in, height, width]))?;
+            let kernel =
+                tract_ndarray::ArrayD::from_shape_vec(&[c_out, c_in, 3, 3][..], kernel.clone())?;
+            let kernel = model.add_const("kernel", kernel.into_tensor())?;
+            let bias = model.add_const("bias", tract_ndarray::arr1(&bias).into_tensor())?;
+            let conv = Conv {
+                pool_spec: PoolSpec {
+                    data_format: DataFormat::NCHW,
+                    kernel_shape: tvec![3, 3],
+                    padding: PaddingSpec::Explicit(tvec![d, d], tvec![d, d]),
+                    dilations: None,
+                    strides: None,
+                    input_channels: c_in,
+                    output_channels: c_out,
+                },
+                kernel_fmt: KernelFormat::OIHW,
+                group: 1,
+                q_params: None,
+            };
+            let output = model.wire_node("conv", conv, &[image, kernel, bias])?;
+            model.select_output_outlets(&output)?;
+            Ok(model)
+        };
+        let input = tract_ndarray::ArrayD::from_shape_vec(&[1, c_in, height, width][..], image)?;
+        let tracts = graph()?
+            .into_runnable()?
+            .run(tvec![input.clone().into_tvalue()])?;
+        let mut model = graph()?;
+        assert_eq!(use_winograd(&mut model)?, 1);
+        let ours = model.into_runnable()?.run(tvec![input.into_tvalue()])?;
+        assert_eq!(ours[0].shape(), tracts[0].shape());
+        let (ours, tracts) = (ours[0].try_as_plain_ram()?, tracts[0].try_as_plain_ram()?);
+        let error = worst_float_error(ours.as_slice::<f32>()?, tracts.as_slice::<f32>()?, c_in);
+        assert!(error < 1e-6, "error {error}");
         Ok(())
     }
 

@@ -444,12 +444,27 @@ fn winograd_convolution_equals_the_direct_one() {
     for (shape, extreme) in CASES.iter().map(|&s| (s, false)).chain(extreme) {
         let (c_in, c_out, height, width, d) = shape;
         let (image, x0, kernel) = random_convolution(shape, extreme);
-        let op = WinogradConvU8::new(&kernel, c_out, c_in, d).unwrap();
-        let got = op.convolve(&image, x0, height, width);
+        let op = WinogradConvU8::new(&kernel, None, c_out, c_in, d).unwrap();
+        let got = op.convolve_u8(&image, x0, height, width);
         assert_eq!(
             got,
             direct_convolution(&image, x0, &kernel, shape),
             "{shape:?}"
         );
+    }
+}
+
+#[wasm_bindgen_test]
+fn float_winograd_convolution_is_the_direct_one_to_f32_rounding() {
+    use cutout::wasm_kernels::WinogradConvF32;
+    use winograd_reference::*;
+    for shape in CASES {
+        let (c_in, c_out, height, width, d) = shape;
+        let (image, kernel, bias) = random_float_convolution(shape);
+        let op = WinogradConvF32::new(&kernel, Some(bias.clone()), c_out, c_in, d).unwrap();
+        let got = op.convolve(&image, |v| v, height, width);
+        let want = direct_float_convolution(&image, &kernel, &bias, shape);
+        let error = worst_float_error(&got, &want, c_in);
+        assert!(error < 1e-6, "{shape:?}: error {error}");
     }
 }

@@ -75,6 +75,26 @@ async function profileCutout(name) {
   return ops;
 }
 
+// The photo as the page decodes it, and Cutout's mask of exactly those pixels (base64, for the
+// mask parity check against the native CLI).
+async function maskCutout(name) {
+  const { worker } = workers.get(name);
+  const bitmap = await createImageBitmap(await (await fetch(IMAGE_URL)).blob());
+  const context = new OffscreenCanvas(bitmap.width, bitmap.height).getContext('2d');
+  context.drawImage(bitmap, 0, 0);
+  const { data, width, height } = context.getImageData(0, 0, bitmap.width, bitmap.height);
+  const rgba = toBase64(data);
+  const pixels = { buffer: data.buffer, width, height };
+  const done = await request(worker, { type: 'process', id: 2, pixels, options: { withMask: true } }, 'done');
+  return { width, height, rgba, mask: toBase64(new Uint8Array(done.mask)) };
+}
+
+function toBase64(bytes) {
+  let text = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(text);
+}
+
 async function startPeer(name, { modelUrl, threads }) {
   stop(name);
   const worker = new Worker('/bench/peer-worker.js', { type: 'module' });
@@ -94,6 +114,7 @@ window.bench = {
   startCutout,
   runCutout,
   profileCutout,
+  maskCutout,
   startPeer,
   runPeer,
   stop,
