@@ -66,23 +66,28 @@ impl OrtBilinearResize {
         let (planes, in_h, in_w) = (shape[0] * shape[1], shape[2], shape[3]);
         let ty = taps(in_h, self.out_h, f32::from_bits(self.scale_h_bits));
         let tx = taps(in_w, self.out_w, f32::from_bits(self.scale_w_bits));
-        for p in 0..planes {
-            let src = &input[p * in_h * in_w..][..in_h * in_w];
-            let dst = &mut output[p * self.out_h * self.out_w..][..self.out_h * self.out_w];
-            for y in 0..self.out_h {
-                let row1 = &src[ty.i1[y] * in_w..][..in_w];
-                let row2 = &src[ty.i2[y] * in_w..][..in_w];
-                let (dy1, dy2) = (ty.d1[y], ty.d2[y]);
-                let out_row = &mut dst[y * self.out_w..][..self.out_w];
-                for (x, out) in out_row.iter_mut().enumerate() {
-                    let (x1, x2, dx1, dx2) = (tx.i1[x], tx.i2[x], tx.d1[x], tx.d2[x]);
-                    *out = dx2 * dy2 * row1[x1]
-                        + dx1 * dy2 * row1[x2]
-                        + dx2 * dy1 * row2[x1]
-                        + dx1 * dy1 * row2[x2];
+        let (out_h, out_w) = (self.out_h, self.out_w);
+        let input = &input[..planes * in_h * in_w];
+        let output = &mut output[..planes * out_h * out_w];
+        super::parallel::zip_chunks_indexed(
+            (input, in_h * in_w),
+            (output, out_h * out_w),
+            |_, src, dst| {
+                for y in 0..out_h {
+                    let row1 = &src[ty.i1[y] * in_w..][..in_w];
+                    let row2 = &src[ty.i2[y] * in_w..][..in_w];
+                    let (dy1, dy2) = (ty.d1[y], ty.d2[y]);
+                    let out_row = &mut dst[y * out_w..][..out_w];
+                    for (x, out) in out_row.iter_mut().enumerate() {
+                        let (x1, x2, dx1, dx2) = (tx.i1[x], tx.i2[x], tx.d1[x], tx.d2[x]);
+                        *out = dx2 * dy2 * row1[x1]
+                            + dx1 * dy2 * row1[x2]
+                            + dx2 * dy1 * row2[x1]
+                            + dx1 * dy1 * row2[x2];
+                    }
                 }
-            }
-        }
+            },
+        );
     }
 }
 

@@ -21,7 +21,10 @@ pub fn before_codegen(model: &mut TypedModel) -> TractResult<()> {
     wasm_kernels::ensure_registered();
     bilinear::use_ort_bilinear(model)?;
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    winograd::use_winograd(model)?;
+    {
+        winograd::use_winograd(model)?;
+        winograd::fuse_dequantize(model)?;
+    }
     Ok(())
 }
 

@@ -62,3 +62,27 @@ pub(super) fn for_each_chunk<A: Sync>(xs: &[A], chunk: usize, f: impl Fn(&[A]) +
     }
     xs.chunks(chunk).for_each(f)
 }
+
+/// `f(index, x, y)` on the `index`-th `x_chunk`-long piece of `xs` and `y_chunk`-long piece
+/// of `ys` (as many of each), in any order.
+pub(super) fn zip_chunks_indexed<A: Sync, B: Send>(
+    (xs, x_chunk): (&[A], usize),
+    (ys, y_chunk): (&mut [B], usize),
+    f: impl Fn(usize, &[A], &mut [B]) + Sync + Send,
+) {
+    #[cfg(feature = "multithread")]
+    if xs.len() > x_chunk {
+        let parallel = || {
+            xs.par_chunks(x_chunk)
+                .zip(ys.par_chunks_mut(y_chunk))
+                .enumerate()
+                .for_each(|(i, (x, y))| f(i, x, y))
+        };
+        if in_pool(parallel).is_some() {
+            return;
+        }
+    }
+    for (i, (x, y)) in xs.chunks(x_chunk).zip(ys.chunks_mut(y_chunk)).enumerate() {
+        f(i, x, y)
+    }
+}

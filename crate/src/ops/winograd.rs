@@ -18,8 +18,10 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_onnx::tract_core::ops::cast::Cast;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
+use tract_onnx::tract_core::ops::math;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
 /// Transformed positions per tile (4x4) and tiles per kernel column panel.
@@ -57,13 +59,14 @@ pub trait Element:
     /// 4 output channels x 8 tiles of `Σ a·b` over `groups` steps, `a` as
     /// `[group][row][GROUP]`, `b` as `[group][tile][GROUP]`.
     fn micro_kernel(a: &[Self], b: &[Self], groups: usize) -> [[Self::Sum; PANEL]; ROWS];
-    /// The convolution of the op's inputs (the image, and what else this element needs).
+    /// The convolution of the op's inputs (the image, and what else this element needs), as
+    /// the op's `[1, c_out, height, width]` output.
     fn convolve_inputs(
         op: &WinogradConv<Self>,
         inputs: &[TValue],
         height: usize,
         width: usize,
-    ) -> TractResult<Vec<Self::Sum>>;
+    ) -> TractResult<Tensor>;
 }
 
 impl Element for i16 {
@@ -96,14 +99,50 @@ impl Element for i16 {
         inputs: &[TValue],
         height: usize,
         width: usize,
-    ) -> TractResult<Vec<i32>> {
+    ) -> TractResult<Tensor> {
         let x0 = inputs[1].cast_to_scalar::<i32>()?;
         ensure!(
             (0..=255).contains(&x0),
             "WinogradConvU8: zero point {x0} is not a u8"
         );
         let image = inputs[0].try_as_plain_ram()?;
-        Ok(op.convolve_u8(image.as_slice::<u8>()?, x0, height, width))
+        let sums = op.convolve_u8(image.as_slice::<u8>()?, x0, height, width);
+        let shape = [1, op.c_out, height, width];
+        match &op.dequantize {
+            None => Ok(tract_ndarray::ArrayD::from_shape_vec(&shape[..], sums)?.into_tensor()),
+            Some(dequantize) => {
+                let scale = inputs[2].cast_to_scalar::<f32>()?;
+                let values = dequantize.apply(sums, scale, height * width);
+                Ok(tract_ndarray::ArrayD::from_shape_vec(&shape[..], values)?.into_tensor())
+            }
+        }
+    }
+}
+
+/// What follows each convolution in dynamically quantised models, done in the op (in parallel,
+/// without another pass over memory): `(sum as f32) * scale + bias`, then `max(_, 0)` for a
+/// ReLU: tract's Cast, Mul, Add and Max, in the same order, so the same bits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dequantize {
+    bias: Vec<f32>,
+    relu: bool,
+}
+
+impl Dequantize {
+    fn apply(&self, sums: Vec<i32>, scale: f32, plane: usize) -> Vec<f32> {
+        let mut values: Vec<f32> = vec![0.0; sums.len()];
+        super::parallel::zip_chunks_indexed(
+            (&sums, plane),
+            (&mut values, plane),
+            |channel, sums, values| {
+                let bias = self.bias[channel];
+                for (value, &sum) in values.iter_mut().zip(sums) {
+                    let v = sum as f32 * scale + bias;
+                    *value = if self.relu { v.max(0.0) } else { v };
+                }
+            },
+        );
+        values
     }
 }
 
@@ -133,9 +172,13 @@ impl Element for f32 {
         inputs: &[TValue],
         height: usize,
         width: usize,
-    ) -> TractResult<Vec<f32>> {
+    ) -> TractResult<Tensor> {
         let image = inputs[0].try_as_plain_ram()?;
-        Ok(op.convolve(image.as_slice::<f32>()?, |v| v, height, width))
+        let values = op.convolve(image.as_slice::<f32>()?, |v| v, height, width);
+        Ok(
+            tract_ndarray::ArrayD::from_shape_vec(&[1, op.c_out, height, width][..], values)?
+                .into_tensor(),
+        )
     }
 }
 
@@ -151,6 +194,9 @@ pub struct WinogradConv<T: Element> {
     /// micro-kernel reads it: `[position][row panel][channel group][row 0..4][group member]`.
     blocks: Arc<Vec<KernelBlock<T>>>,
     bias: Option<Arc<Vec<T::Sum>>>,
+    /// i16 only: the dequantisation the op applies to its sums (then it outputs f32 and reads
+    /// the scale as a third input).
+    dequantize: Option<Arc<Dequantize>>,
 }
 
 impl<T: Element> Eq for WinogradConv<T> {}
@@ -217,6 +263,7 @@ impl<T: Element> WinogradConv<T> {
             dilation,
             blocks: Arc::new(blocks),
             bias: bias.map(Arc::new),
+            dequantize: None,
         })
     }
 
@@ -225,7 +272,7 @@ impl<T: Element> WinogradConv<T> {
     pub fn convolve<S: Copy + Sync>(
         &self,
         image: &[S],
-        convert: impl Fn(S) -> T,
+        convert: impl Fn(S) -> T + Sync + Send,
         height: usize,
         width: usize,
     ) -> Vec<T::Sum> {
@@ -450,9 +497,9 @@ struct Padded<T> {
 }
 
 impl<T: Element> Padded<T> {
-    fn new<S: Copy>(
+    fn new<S: Copy + Sync>(
         image: &[S],
-        convert: impl Fn(S) -> T,
+        convert: impl Fn(S) -> T + Sync + Send,
         channels: usize,
         height: usize,
         width: usize,
@@ -462,9 +509,9 @@ impl<T: Element> Padded<T> {
         let odd = stride.div_ceil(2);
         let plane_len = (height + 3 * d) * stride;
         let mut data = vec![T::default(); channels * plane_len];
-        for c in 0..channels {
-            let src = &image[c * height * width..][..height * width];
-            let dst = &mut data[c * plane_len..][..plane_len];
+        let image = &image[..channels * height * width];
+        let planes = ((image, height * width), (&mut data[..], plane_len));
+        super::parallel::zip_chunks_indexed(planes.0, planes.1, |_, src, dst| {
             for (y, row) in src.chunks_exact(width).enumerate() {
                 let out = &mut dst[(y + d) * stride..][..stride];
                 let (evens, odds) = out.split_at_mut(odd);
@@ -483,7 +530,7 @@ impl<T: Element> Padded<T> {
                     *o = convert(pair[1]);
                 }
             }
-        }
+        });
         Padded {
             data,
             stride,
@@ -725,12 +772,9 @@ impl<T: Element> EvalOp for WinogradConv<T> {
             self.c_in
         );
         let (height, width) = (shape[2], shape[3]);
-        let output = T::convolve_inputs(self, &inputs, height, width)?;
-        Ok(tvec!(tract_ndarray::ArrayD::from_shape_vec(
-            &[1, self.c_out, height, width][..],
-            output
-        )?
-        .into_tvalue()))
+        Ok(tvec!(
+            T::convolve_inputs(self, &inputs, height, width)?.into_tvalue()
+        ))
     }
 }
 
@@ -740,7 +784,11 @@ impl<T: Element> TypedOp for WinogradConv<T> {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let shape = &inputs[0].shape;
         ensure!(shape.rank() == 4, "{} expects a rank-4 input", T::OP_NAME);
-        Ok(tvec!(T::Sum::fact([
+        let datum_type = match self.dequantize {
+            Some(_) => f32::datum_type(),
+            None => T::Sum::datum_type(),
+        };
+        Ok(tvec!(datum_type.fact([
             shape[0].clone(),
             self.c_out.to_dim(),
             shape[2].clone(),
@@ -880,6 +928,99 @@ pub(super) fn use_winograd(model: &mut TypedModel) -> TractResult<usize> {
     Ok(quantised + float)
 }
 
+/// The one node reading `node`'s only output, if there is exactly one.
+fn only_successor<'m>(model: &'m TypedModel, node: &TypedNode) -> Option<&'m TypedNode> {
+    match node.outputs.as_slice() {
+        [output] if output.successors.len() == 1 => Some(model.node(output.successors[0].node)),
+        _ => None,
+    }
+}
+
+/// If `node` is the binary op `B` with `input` as one operand, the other operand.
+fn other_operand<B: BinMiniOp>(node: &TypedNode, input: OutletId) -> Option<OutletId> {
+    let bin = node.op_as::<TypedBinOp>()?;
+    if !bin.0.is::<B>() || node.inputs.len() != 2 {
+        return None;
+    }
+    match (node.inputs[0] == input, node.inputs[1] == input) {
+        (true, false) => Some(node.inputs[1]),
+        (false, true) => Some(node.inputs[0]),
+        _ => None,
+    }
+}
+
+/// Folds the dequantisation after each [`WinogradConvU8`] (Cast to f32, Mul by the scale,
+/// Add the bias, and a ReLU's Max with 0 if there is one) into the op. Run after
+/// [`use_winograd`]. Returns how many.
+pub(super) fn fuse_dequantize(model: &mut TypedModel) -> TractResult<usize> {
+    let mut fused = 0;
+    for id in model.eval_order()? {
+        let node = &model.nodes()[id];
+        let Some(conv) = node.op_as::<WinogradConvU8>() else {
+            continue;
+        };
+        let Some((op, scale, last)) = dequantize_chain(model, node, conv) else {
+            continue;
+        };
+        let mut patch = TypedModelPatch::default();
+        let inputs = [node.inputs[0], node.inputs[1], scale]
+            .iter()
+            .map(|&outlet| patch.tap_model(model, outlet))
+            .collect::<TractResult<TVec<_>>>()?;
+        let name = format!("{}.dequantized", model.node(last.node).name);
+        let output = patch.wire_node(name, op, &inputs)?;
+        patch.shunt_outside(model, last, output[0])?;
+        crate::optimise::apply(patch, model)?;
+        fused += 1;
+    }
+    Ok(fused)
+}
+
+/// The op with `conv`'s dequantisation folded in, the scale it reads, and the chain's output.
+fn dequantize_chain(
+    model: &TypedModel,
+    node: &TypedNode,
+    conv: &WinogradConvU8,
+) -> Option<(WinogradConvU8, OutletId, OutletId)> {
+    let output_fact = |n: &TypedNode| n.outputs[0].fact.clone();
+    let cast = only_successor(model, node)?;
+    if cast.op_as::<Cast>()?.to != f32::datum_type() {
+        return None;
+    }
+    let mul = only_successor(model, cast)?;
+    let scale = other_operand::<math::Mul>(mul, cast.id.into())?;
+    let add = only_successor(model, mul)?;
+    let bias_outlet = other_operand::<math::Add>(add, mul.id.into())?;
+    let bias = const_values::<f32>(model, bias_outlet)?;
+    let bias_fact = model.outlet_fact(bias_outlet).ok()?;
+    let per_channel = bias_fact.shape.as_concrete()? == [1, conv.c_out, 1, 1];
+    let bias = match bias.len() {
+        1 => vec![bias[0]; conv.c_out],
+        _ if per_channel => bias,
+        _ => return None,
+    };
+    let scale_fact = model.outlet_fact(scale).ok()?;
+    if scale_fact.datum_type != f32::datum_type()
+        || scale_fact.shape.volume() != 1.to_dim()
+        || output_fact(add).shape != node.outputs[0].fact.shape
+    {
+        return None;
+    }
+    // A ReLU: Max with a constant 0.
+    let relu = only_successor(model, add).filter(|max| {
+        other_operand::<math::Max>(max, add.id.into())
+            .and_then(|zero| const_values::<f32>(model, zero))
+            .is_some_and(|zero| zero == [0.0])
+    });
+    let last = relu.unwrap_or(add);
+    let mut op = conv.clone();
+    op.dequantize = Some(Arc::new(Dequantize {
+        bias,
+        relu: relu.is_some(),
+    }));
+    Some((op, scale, last.id.into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -925,7 +1066,10 @@ mod tests {
     }
 
     /// tract's quantised `Conv` node (ConvInteger as decluttered) in a graph of its own.
-    fn quantised_conv_graph(shape: (usize, usize, usize, usize, usize)) -> TractResult<TypedModel> {
+    fn quantised_conv_graph(
+        shape: (usize, usize, usize, usize, usize),
+        dequantized: bool,
+    ) -> TractResult<TypedModel> {
         use tract_onnx::tract_core::ops::cnn::PoolSpec;
         let (c_in, c_out, height, width, d) = shape;
         let (_, _, kernel) = random_convolution(shape, false);
@@ -961,7 +1105,21 @@ mod tests {
             group: 1,
             q_params: Some(i32::datum_type()),
         };
-        let output = model.wire_node("conv", conv, &inputs)?;
+        let mut output = model.wire_node("conv", conv, &inputs)?;
+        if dequantized {
+            // As dynamically quantised ONNX files continue: Cast, Mul by the scales, Add the
+            // bias, ReLU.
+            use tract_onnx::tract_core::ops::{cast::cast, math};
+            let scale = model.add_source("scale", f32::fact([1, 1, 1, 1]))?;
+            let bias: Vec<f32> = (0..c_out).map(|o| o as f32 * 0.75 - 1.5).collect();
+            let bias = tract_ndarray::ArrayD::from_shape_vec(&[1, c_out, 1, 1][..], bias)?;
+            let bias = model.add_const("bias_f32", bias.into_tensor())?;
+            let zero = model.add_const("zero", tensor4(&[[[[0f32]]]]))?;
+            output = model.wire_node("cast", cast(f32::datum_type()), &output)?;
+            output = model.wire_node("scaled", math::mul(), &[output[0], scale])?;
+            output = model.wire_node("biased", math::add(), &[output[0], bias])?;
+            output = model.wire_node("relu", math::max(), &[output[0], zero])?;
+        }
         model.select_output_outlets(&output)?;
         Ok(model)
     }
@@ -974,14 +1132,58 @@ mod tests {
             let image = tract_ndarray::ArrayD::from_shape_vec(&[1, 6, 9, 12][..], image.clone())?;
             Ok(tvec![image.into_tvalue(), tensor0(x0).into_tvalue()])
         };
-        let tracts = quantised_conv_graph(shape)?
+        let tracts = quantised_conv_graph(shape, false)?
             .into_runnable()?
             .run(inputs()?)?;
-        let mut model = quantised_conv_graph(shape)?;
+        let mut model = quantised_conv_graph(shape, false)?;
         assert_eq!(use_winograd(&mut model)?, 1);
         assert!(model.nodes().iter().any(|n| n.op_is::<WinogradConvU8>()));
         let ours = model.into_runnable()?.run(inputs()?)?;
         assert_eq!(ours[0].shape(), &[1, 5, 9, 12]);
+        assert_eq!(ours[0], tracts[0]);
+        Ok(())
+    }
+
+    #[test]
+    fn folds_the_dequantisation_into_the_op_with_the_same_bits() -> TractResult<()> {
+        let shape = (6, 5, 9, 12, 1);
+        let (image, x0, _) = random_convolution(shape, false);
+        let inputs = || -> TractResult<TVec<TValue>> {
+            let image = tract_ndarray::ArrayD::from_shape_vec(&[1, 6, 9, 12][..], image.clone())?;
+            let scale = tensor4(&[[[[0.0123f32]]]]);
+            Ok(tvec![
+                image.into_tvalue(),
+                tensor0(x0).into_tvalue(),
+                scale.into_tvalue()
+            ])
+        };
+        let tracts = quantised_conv_graph(shape, true)?
+            .into_runnable()?
+            .run(inputs()?)?;
+        let mut model = quantised_conv_graph(shape, true)?;
+        assert_eq!(use_winograd(&mut model)?, 1);
+        assert_eq!(fuse_dequantize(&mut model)?, 1);
+        let plan = model.into_runnable()?;
+        let ran: Vec<String> = plan
+            .model()
+            .eval_order()?
+            .iter()
+            .map(|&id| plan.model().node(id).op.name().to_string())
+            .collect();
+        assert_eq!(
+            ran,
+            ["Source", "Source", "Source", "WinogradConvU8"],
+            "the chain is gone"
+        );
+        let ours = plan.run(inputs()?)?;
+        assert_eq!(ours[0].datum_type(), f32::datum_type());
+        assert!(
+            ours[0]
+                .try_as_plain_ram()?
+                .as_slice::<f32>()?
+                .contains(&0.0),
+            "ReLU applied"
+        );
         assert_eq!(ours[0], tracts[0]);
         Ok(())
     }
