@@ -15,6 +15,8 @@ pub(crate) mod winograd;
 
 use tract_onnx::prelude::*;
 
+pub(crate) use parallel::overlap;
+
 /// Rewrites a decluttered model before codegen (ops codegen would otherwise lower).
 pub fn before_codegen(model: &mut TypedModel) -> TractResult<()> {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]

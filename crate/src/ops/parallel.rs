@@ -86,3 +86,64 @@ pub(super) fn zip_chunks_indexed<A: Sync, B: Send>(
         f(i, x, y)
     }
 }
+
+/// `f(index, piece)` on each `chunk`-long piece of `ys`, results in order.
+#[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
+pub(super) fn map_chunks_mut<B: Send, R: Send>(
+    ys: &mut [B],
+    chunk: usize,
+    f: impl Fn(usize, &mut [B]) -> R + Sync + Send,
+) -> Vec<R> {
+    #[cfg(feature = "multithread")]
+    if ys.len() > chunk {
+        let parallel = || {
+            ys.par_chunks_mut(chunk)
+                .enumerate()
+                .map(|(i, y)| f(i, y))
+                .collect()
+        };
+        if let Some(results) = in_pool(parallel) {
+            return results;
+        }
+    }
+    ys.chunks_mut(chunk)
+        .enumerate()
+        .map(|(i, y)| f(i, y))
+        .collect()
+}
+
+/// `background()` on one of tract's threads while `foreground()` runs on this one; one after
+/// the other when inference is single-threaded.
+pub(crate) fn overlap<A: Send, B>(
+    background: impl FnOnce() -> A + Send,
+    foreground: impl FnOnce() -> B,
+) -> (A, B) {
+    #[cfg(feature = "multithread")]
+    {
+        use std::sync::Mutex;
+        use tract_linalg::multithread::{current_tract_executor, Executor};
+        fn beside<'s, A: Send + 's, B>(
+            scope: &rayon::Scope<'s>,
+            slot: &'s Mutex<Option<A>>,
+            background: impl FnOnce() -> A + Send + 's,
+            foreground: impl FnOnce() -> B,
+        ) -> B {
+            scope.spawn(move |_| *slot.lock().unwrap() = Some(background()));
+            foreground()
+        }
+        let slot = Mutex::new(None);
+        let foreground = match current_tract_executor() {
+            Executor::SingleThread => return (background(), foreground()),
+            Executor::MultiThread(pool) => {
+                pool.in_place_scope(|scope| beside(scope, &slot, background, foreground))
+            }
+            Executor::RayonGlobal => {
+                rayon::in_place_scope(|scope| beside(scope, &slot, background, foreground))
+            }
+        };
+        let background = slot.into_inner().unwrap().expect("the scope ran it");
+        (background, foreground)
+    }
+    #[cfg(not(feature = "multithread"))]
+    (background(), foreground())
+}

@@ -191,7 +191,7 @@ pub struct WinogradConv<T: Element> {
     c_out: usize,
     dilation: usize,
     /// Per block of input channels, the transformed kernel `2G k 2Gᵀ`, laid out as the
-    /// micro-kernel reads it: `[position][row panel][channel group][row 0..4][group member]`.
+    /// micro-kernel reads it: `[row panel][position][channel group][row 0..4][group member]`.
     blocks: Arc<Vec<KernelBlock<T>>>,
     bias: Option<Arc<Vec<T::Sum>>>,
     /// i16 only: the dequantisation the op applies to its sums (then it outputs f32 and reads
@@ -239,17 +239,22 @@ impl<T: Element> WinogradConv<T> {
         for first_channel in (0..c_in).step_by(T::MAX_CHANNELS_PER_BLOCK.min(c_in.max(1))) {
             let channels = (c_in - first_channel).min(T::MAX_CHANNELS_PER_BLOCK);
             let groups = channels.div_ceil(T::GROUP);
-            let mut packed = vec![T::default(); POSITIONS * row_panels * groups * ROWS * T::GROUP];
-            for o in 0..c_out {
-                for c in 0..channels {
-                    let taps = &kernel[(o * c_in + first_channel + c) * 9..][..9];
-                    for (p, &value) in transform_kernel::<T>(taps).iter().enumerate() {
-                        let row = (p * row_panels + o / ROWS) * groups + c / T::GROUP;
-                        let at = (row * ROWS + o % ROWS) * T::GROUP + c % T::GROUP;
-                        packed[at] = T::from_sum(value)?;
+            let panel_len = POSITIONS * groups * ROWS * T::GROUP;
+            let mut packed = vec![T::default(); row_panels * panel_len];
+            let fits = super::parallel::map_chunks_mut(&mut packed, panel_len, |rp, panel| {
+                for o in rp * ROWS..c_out.min(rp * ROWS + ROWS) {
+                    for c in 0..channels {
+                        let taps = &kernel[(o * c_in + first_channel + c) * 9..][..9];
+                        for (p, &value) in transform_kernel::<T>(taps).iter().enumerate() {
+                            let row = p * groups + c / T::GROUP;
+                            let at = (row * ROWS + o % ROWS) * T::GROUP + c % T::GROUP;
+                            panel[at] = T::from_sum(value)?;
+                        }
                     }
                 }
-            }
+                Some(())
+            });
+            fits.into_iter().collect::<Option<Vec<()>>>()?;
             blocks.push(KernelBlock {
                 first_channel,
                 channels,
@@ -379,11 +384,10 @@ impl<T: Element> WinogradConv<T> {
         let kernel_panel = block.groups * ROWS * T::GROUP;
         let input_panel = block.groups * PANEL * T::GROUP;
         for p in 0..POSITIONS {
-            let kernel = &block.packed[p * row_panels * kernel_panel..];
             let input = &inputs[p * panels * input_panel..];
             let out = &mut products[p * row_panels * ROWS * columns..];
             for rp in 0..row_panels {
-                let a = &kernel[rp * kernel_panel..][..kernel_panel];
+                let a = &block.packed[(rp * POSITIONS + p) * kernel_panel..][..kernel_panel];
                 for cp in 0..panels {
                     let b = &input[cp * input_panel..][..input_panel];
                     let tile = T::micro_kernel(a, b, block.groups);
