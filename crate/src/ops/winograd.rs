@@ -129,20 +129,19 @@ pub struct Dequantize {
 }
 
 impl Dequantize {
+    /// Converts in place: the i32 buffer becomes the f32 one (same size and alignment).
     fn apply(&self, sums: Vec<i32>, scale: f32, plane: usize) -> Vec<f32> {
-        let mut values: Vec<f32> = vec![0.0; sums.len()];
-        super::parallel::zip_chunks_indexed(
-            (&sums, plane),
-            (&mut values, plane),
-            |channel, sums, values| {
-                let bias = self.bias[channel];
-                for (value, &sum) in values.iter_mut().zip(sums) {
-                    let v = sum as f32 * scale + bias;
-                    *value = if self.relu { v.max(0.0) } else { v };
-                }
-            },
-        );
-        values
+        let mut sums = std::mem::ManuallyDrop::new(sums);
+        super::parallel::map_chunks_mut(&mut sums, plane, |channel, sums| {
+            let bias = self.bias[channel];
+            for sum in sums.iter_mut() {
+                let v = *sum as f32 * scale + bias;
+                *sum = (if self.relu { v.max(0.0) } else { v }).to_bits() as i32;
+            }
+        });
+        // Safety: every element now holds f32 bits; i32 and f32 share size and alignment, so
+        // the allocation is a valid f32 one.
+        unsafe { Vec::from_raw_parts(sums.as_mut_ptr() as *mut f32, sums.len(), sums.capacity()) }
     }
 }
 
@@ -234,6 +233,9 @@ impl<T: Element> WinogradConv<T> {
         dilation: usize,
     ) -> Option<Self> {
         assert_eq!(kernel.len(), c_out * c_in * 9);
+        if c_in == 0 || c_out == 0 {
+            return None;
+        }
         let row_panels = c_out.div_ceil(ROWS);
         let mut blocks = vec![];
         for first_channel in (0..c_in).step_by(T::MAX_CHANNELS_PER_BLOCK.min(c_in.max(1))) {
@@ -285,7 +287,9 @@ impl<T: Element> WinogradConv<T> {
         let d = self.dilation;
         let padded = Padded::new(image, convert, self.c_in, height, width, d);
         let tiles = tile_origins(height, width, d);
-        let mut output = vec![T::Sum::default(); self.c_out * height * width];
+        // Not zeroed (a serial pass over memory): the first channel block writes every value.
+        let len = self.c_out * height * width;
+        let mut output: Vec<T::Sum> = Vec::with_capacity(len);
         let out = SharedOutput(output.as_mut_ptr());
         let block_channels = self.c_in.min(T::MAX_CHANNELS_PER_BLOCK);
         let chunk = chunk_tiles(tiles.len(), block_channels * std::mem::size_of::<T>());
@@ -306,6 +310,8 @@ impl<T: Element> WinogradConv<T> {
                 };
             }
         });
+        // Safety: the tiles cover every pixel once and the first block stored each channel's.
+        unsafe { output.set_len(len) };
         output
     }
 
@@ -512,10 +518,23 @@ impl<T: Element> Padded<T> {
         let stride = width + 3 * d;
         let odd = stride.div_ceil(2);
         let plane_len = (height + 3 * d) * stride;
-        let mut data = vec![T::default(); channels * plane_len];
+        // Each plane is zeroed and filled by the thread that owns it.
+        let mut data: Vec<T> = Vec::with_capacity(channels * plane_len);
         let image = &image[..channels * height * width];
-        let planes = ((image, height * width), (&mut data[..], plane_len));
+        let planes = (
+            (image, height * width),
+            (
+                &mut data.spare_capacity_mut()[..channels * plane_len],
+                plane_len,
+            ),
+        );
         super::parallel::zip_chunks_indexed(planes.0, planes.1, |_, src, dst| {
+            for value in dst.iter_mut() {
+                value.write(T::default());
+            }
+            // Safety: just initialised.
+            let dst =
+                unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut T, dst.len()) };
             for (y, row) in src.chunks_exact(width).enumerate() {
                 let out = &mut dst[(y + d) * stride..][..stride];
                 let (evens, odds) = out.split_at_mut(odd);
@@ -535,6 +554,8 @@ impl<T: Element> Padded<T> {
                 }
             }
         });
+        // Safety: every plane was initialised above.
+        unsafe { data.set_len(channels * plane_len) };
         Padded {
             data,
             stride,
