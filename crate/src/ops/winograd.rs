@@ -293,8 +293,7 @@ impl<T: Element> WinogradConv<T> {
         let out = SharedOutput(output.as_mut_ptr());
         let block_channels = self.c_in.min(T::MAX_CHANNELS_PER_BLOCK);
         let chunk = chunk_tiles(tiles.len(), block_channels * std::mem::size_of::<T>());
-        super::parallel::for_each_chunk(&tiles, chunk, |tiles| {
-            let mut scratch = Scratch::default();
+        super::parallel::for_each_chunk_with(&tiles, chunk, Scratch::default, |scratch, tiles| {
             for (index, block) in self.blocks.iter().enumerate() {
                 self.transform_inputs(&padded, block, tiles, &mut scratch.inputs);
                 self.multiply(block, tiles.len(), &scratch.inputs, &mut scratch.products);
@@ -328,20 +327,22 @@ impl<T: Element> WinogradConv<T> {
         let panels = tiles.len().div_ceil(PANEL);
         let group_len = PANEL * T::GROUP;
         let position_stride = panels * block.groups * group_len;
-        inputs.clear();
-        inputs.resize(POSITIONS * position_stride, T::default());
+        // Every value is written below: no zeroing (scratch is reused from chunk to chunk).
+        if inputs.len() < POSITIONS * position_stride {
+            inputs.resize(POSITIONS * position_stride, T::default());
+        }
         for (panel, panel_tiles) in tiles.chunks(PANEL).enumerate() {
             let in_one_row = is_row_of_tiles(panel_tiles, d);
             for group in 0..block.groups {
                 for e in 0..T::GROUP {
                     let c = T::GROUP * group + e;
-                    if c >= block.channels {
-                        break;
-                    }
-                    let plane = padded.plane(block.first_channel + c);
-                    // patch[r][s][tile]: the tile's 4x4 input window, one lane per tile.
+                    // patch[r][s][tile]: the tile's 4x4 input window, one lane per tile (zero
+                    // past the last tile, and for the channel padding an odd count to pairs).
                     let mut patch = [[[T::default(); PANEL]; 4]; 4];
-                    if in_one_row {
+                    let plane = padded.plane(block.first_channel + c.min(block.channels - 1));
+                    if c >= block.channels {
+                        // Stays zero.
+                    } else if in_one_row {
                         // Window column s of tile t is padded column x0 + 2t + s.
                         let (y0, x0) = panel_tiles[0];
                         for (r, row) in patch.iter_mut().enumerate() {
@@ -385,8 +386,10 @@ impl<T: Element> WinogradConv<T> {
         let row_panels = self.c_out.div_ceil(ROWS);
         let panels = tiles.div_ceil(PANEL);
         let columns = panels * PANEL;
-        products.clear();
-        products.resize(POSITIONS * row_panels * ROWS * columns, T::Sum::default());
+        // Every value is written below: no zeroing (scratch is reused from chunk to chunk).
+        if products.len() < POSITIONS * row_panels * ROWS * columns {
+            products.resize(POSITIONS * row_panels * ROWS * columns, T::Sum::default());
+        }
         let kernel_panel = block.groups * ROWS * T::GROUP;
         let input_panel = block.groups * PANEL * T::GROUP;
         for p in 0..POSITIONS {
