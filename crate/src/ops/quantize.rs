@@ -16,6 +16,19 @@ const LANES: usize = 16;
 
 /// The range including zero, as ONNX specifies; the lanes let the compiler vectorise.
 fn min_max_with_zero(xs: &[f32]) -> (f32, f32) {
+    // Without relaxed SIMD LLVM keeps Rust's NaN-ignoring min/max scalar (f32x4.min propagates
+    // NaN); pmin/pmax ignore it the same way.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        let (done, (lo, hi)) = wasm_simd::min_max(xs);
+        let (rest_lo, rest_hi) = min_max_scalar_lanes(&xs[done..]);
+        (lo.min(rest_lo), hi.max(rest_hi))
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    min_max_scalar_lanes(xs)
+}
+
+fn min_max_scalar_lanes(xs: &[f32]) -> (f32, f32) {
     let mut lo = [0f32; LANES];
     let mut hi = [0f32; LANES];
     let chunks = xs.chunks_exact(LANES);
@@ -70,6 +83,36 @@ pub fn quantize(xs: &[f32], out: &mut [u8]) -> (f32, u8) {
 mod wasm_simd {
     use super::ROUNDING_MAGIC;
     use std::arch::wasm32::*;
+
+    /// min and max (with 0) of the largest multiple of 16 values; returns how many and them.
+    pub fn min_max(xs: &[f32]) -> (usize, (f32, f32)) {
+        let mut lo = [f32x4_splat(0.0); 4];
+        let mut hi = [f32x4_splat(0.0); 4];
+        let chunks = xs.chunks_exact(16);
+        let done = xs.len() - chunks.remainder().len();
+        for chunk in chunks {
+            for (i, (lo, hi)) in lo.iter_mut().zip(hi.iter_mut()).enumerate() {
+                // Safety: 4 floats at 4i inside the 16-float chunk; v128 loads are unaligned.
+                let v = unsafe { v128_load(chunk.as_ptr().add(4 * i) as *const v128) };
+                // pmin(a, b) = b < a ? b : a: a NaN in b is ignored, like f32::min.
+                *lo = f32x4_pmin(*lo, v);
+                *hi = f32x4_pmax(*hi, v);
+            }
+        }
+        let mut range = (0f32, 0f32);
+        for (lo, hi) in lo.iter().zip(&hi) {
+            for lane in 0..4 {
+                let (l, h) = match lane {
+                    0 => (f32x4_extract_lane::<0>(*lo), f32x4_extract_lane::<0>(*hi)),
+                    1 => (f32x4_extract_lane::<1>(*lo), f32x4_extract_lane::<1>(*hi)),
+                    2 => (f32x4_extract_lane::<2>(*lo), f32x4_extract_lane::<2>(*hi)),
+                    _ => (f32x4_extract_lane::<3>(*lo), f32x4_extract_lane::<3>(*hi)),
+                };
+                range = (range.0.min(l), range.1.max(h));
+            }
+        }
+        (done, range)
+    }
 
     /// Quantizes the largest multiple of 16 values; returns how many.
     pub fn quantize(xs: &[f32], out: &mut [u8], scale: f32, zp: f32) -> usize {
