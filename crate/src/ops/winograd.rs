@@ -1174,10 +1174,21 @@ mod tests {
 
     #[test]
     fn folds_the_dequantisation_into_the_op_with_the_same_bits() -> TractResult<()> {
-        let shape = (6, 5, 9, 12, 1);
+        // The second has two channel blocks (the dequantisation applies to their sum).
+        for shape in [(6, 5, 9, 12, 1), (600, 5, 6, 7, 2)] {
+            folds_the_dequantisation(shape)?;
+        }
+        Ok(())
+    }
+
+    fn folds_the_dequantisation(shape: (usize, usize, usize, usize, usize)) -> TractResult<()> {
+        let (c_in, _, height, width, _) = shape;
         let (image, x0, _) = random_convolution(shape, false);
         let inputs = || -> TractResult<TVec<TValue>> {
-            let image = tract_ndarray::ArrayD::from_shape_vec(&[1, 6, 9, 12][..], image.clone())?;
+            let image = tract_ndarray::ArrayD::from_shape_vec(
+                &[1, c_in, height, width][..],
+                image.clone(),
+            )?;
             let scale = tensor4(&[[[[0.0123f32]]]]);
             Ok(tvec![
                 image.into_tvalue(),
