@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
-  ISNET_SHA256, SHARED, cachedModelUrls, chromiumPath, inspectResult, itemInfo, launch, modelDir, serve,
+  ISNET_SHA256, SHARED, cachedModelUrls, photosMissing, chromiumPath, inspectResult, itemInfo, launch, modelDir, serve,
   waitForItem, waitForModel,
 } from './harness.mjs';
 
@@ -15,6 +15,7 @@ const models = modelDir();
 const example = join(SHARED, 'eval/example_input.jpg');
 const davis = join(SHARED, 'eval/davis2016/images/camel_00000.jpg');
 const skip = !models ? 'the IS-Net model is not available (run models/fetch-isnet.sh)' : !chromiumPath() ? 'chromium is not installed' : false;
+const skipPhotos = skip || photosMissing(example, davis);
 if (skip) console.log(`\n*** SKIPPING browser end-to-end tests: ${skip} ***\n`);
 
 let server;
@@ -45,7 +46,7 @@ after(async () => {
 
 const url = (query) => `${server.base}/?${new URLSearchParams(query)}`;
 
-test('a photo becomes a correct transparent PNG, and the model is cached for the next visit', { skip }, async () => {
+test('a photo becomes a correct transparent PNG, and the model is cached for the next visit', { skip: skipPhotos }, async () => {
   const { page } = browser;
   await page.goto(url({ model: MODEL_PATH, sha256: ISNET_SHA256 }));
   await waitForModel(page);
@@ -74,7 +75,7 @@ test('a photo becomes a correct transparent PNG, and the model is cached for the
   assert.equal(await page.evaluate(() => document.body.dataset.modelFromCache), 'true');
 });
 
-test('a corrupt image fails with a reason and the next image still succeeds', { skip }, async () => {
+test('a corrupt image fails with a reason and the next image still succeeds', { skip: skipPhotos }, async () => {
   const { page } = browser;
   await page.goto(url({ model: MODEL_PATH, sha256: ISNET_SHA256 }));
   await waitForModel(page);
@@ -94,7 +95,7 @@ test('a corrupt image fails with a reason and the next image still succeeds', { 
   assert.deepEqual([result.width, result.height], [854, 480]);
 });
 
-test('cancel stops pending and running work and the queue goes on', { skip }, async () => {
+test('cancel stops pending and running work and the queue goes on', { skip: skipPhotos }, async () => {
   const { page } = browser;
   await page.goto(url({ model: MODEL_PATH, sha256: ISNET_SHA256 }));
   await waitForModel(page);
@@ -122,7 +123,7 @@ test('a model with the wrong hash is refused with a clear message and nothing is
   assert.ok(await page.isVisible('#model-retry'), 'a retry is offered');
 });
 
-test('a download cut mid-way gives a retryable error and stores nothing', { skip }, async () => {
+test('a download cut mid-way gives a retryable error and stores nothing', { skip: skipPhotos }, async () => {
   const { page } = browser;
   await page.goto(url({ model: '/cut/isnet_quint8.onnx', sha256: ISNET_SHA256 }));
   await page.waitForSelector('#model-status.error', { timeout: 120_000 });

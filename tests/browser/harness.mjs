@@ -11,6 +11,16 @@ import { createServer } from '../../www/serve.mjs';
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const DIST = join(ROOT, 'www/dist');
 export const SHARED = process.env.CUTOUT_SHARED_DIR || join(ROOT, '../shared');
+
+// The tests' real photos come from ../shared/eval (never shipped); where it is absent the tests
+// that need them are skipped, and say so loudly.
+export function photosMissing(...paths) {
+  const missing = paths.filter((path) => !existsSync(path));
+  if (!missing.length) return false;
+  const reason = `the eval photos are not available (${missing.join(', ')})`;
+  console.error(`\n*** SKIPPING photo tests: ${reason} ***\n`);
+  return reason;
+}
 export const ISNET_SHA256 = '7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a';
 
 // The real model: ../shared/models, else the npm-assembled copy in target/models.

@@ -7,12 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
-  DIST, ISNET_SHA256, SHARED, cachedModelUrls, chromiumPath, inspectResult, itemInfo, launch, modelDir, serve,
+  DIST, ISNET_SHA256, SHARED, cachedModelUrls, photosMissing, chromiumPath, inspectResult, itemInfo, launch, modelDir, serve,
   waitForItem, waitForModel,
 } from './harness.mjs';
 
 const models = modelDir();
 const skip = !models ? 'the IS-Net model is not available (run models/fetch-isnet.sh)' : !chromiumPath() ? 'chromium is not installed' : false;
+const skipPhotos = skip || photosMissing(join(SHARED, 'eval/example_input.jpg'));
 if (skip) console.log(`\n*** SKIPPING PWA tests: ${skip} ***\n`);
 
 // A copy of the site, so the update test can deploy a "new version" without touching www/dist.
@@ -35,7 +36,7 @@ after(async () => {
 
 const shellCaches = (page) => page.evaluate(async () => (await caches.keys()).filter((k) => k.startsWith('cutout-shell-')));
 
-test('first visit caches the shell, then the app works offline', { skip }, async () => {
+test('first visit caches the shell, then the app works offline', { skip: skipPhotos }, async () => {
   const { page, context } = browser;
   const link = `${server.base}/?model=${MODEL}&sha256=${ISNET_SHA256}`;
   await page.goto(link);

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
-  ISNET_SHA256, SHARED, chromiumPath, inspectResult, itemInfo, launch, modelDir, serve, waitForItem, waitForModel,
+  ISNET_SHA256, SHARED, chromiumPath, photosMissing, inspectResult, itemInfo, launch, modelDir, serve, waitForItem, waitForModel,
 } from './harness.mjs';
 
 const models = modelDir();
@@ -17,6 +17,7 @@ let server;
 let browser;
 const MODEL = '/models/isnet_quint8.onnx';
 const example = join(SHARED, 'eval/example_input.jpg');
+const skipPhotos = skip || photosMissing(example);
 
 before(async () => {
   if (skip) return;
@@ -42,7 +43,7 @@ async function cutOutExample(page, name) {
   result.alphas.slice(2).forEach((a) => assert.ok(a <= 8, `corners transparent: ${result.alphas}`));
 }
 
-test('no isolation: one thread; after the service worker isolates the page: all cores', { skip }, async () => {
+test('no isolation: one thread; after the service worker isolates the page: all cores', { skip: skipPhotos }, async () => {
   const { page } = browser;
   const link = `${server.base}/?model=${MODEL}&sha256=${ISNET_SHA256}`;
   await page.goto(link);

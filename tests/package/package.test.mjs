@@ -6,12 +6,13 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ISNET_SHA256, ROOT, SHARED, chromiumPath, launch, modelDir, serve } from '../browser/harness.mjs';
+import { ISNET_SHA256, ROOT, SHARED, chromiumPath, launch, modelDir, photosMissing, serve } from '../browser/harness.mjs';
 import { readPng } from './png.mjs';
 
 const models = modelDir();
 const example = join(SHARED, 'eval/example_input.jpg');
-const skip = !models ? 'the IS-Net model is not available (run models/fetch-isnet.sh)' : false;
+const camel = join(SHARED, 'eval/davis2016/images/camel_00000.jpg');
+const skip = !models ? 'the IS-Net model is not available (run models/fetch-isnet.sh)' : photosMissing(example, camel);
 if (skip) console.log(`\n*** SKIPPING package tests: ${skip} ***\n`);
 const work = mkdtempSync(join(tmpdir(), 'cutout-package-'));
 // The photos the pages load: the example and one DAVIS frame.
@@ -19,7 +20,7 @@ const FIXTURES = join(work, 'fixtures');
 mkdirSync(FIXTURES, { recursive: true });
 if (!skip) {
   writeFileSync(join(FIXTURES, 'example_input.jpg'), readFileSync(example));
-  writeFileSync(join(FIXTURES, 'camel_00000.jpg'), readFileSync(join(SHARED, 'eval/davis2016/images/camel_00000.jpg')));
+  writeFileSync(join(FIXTURES, 'camel_00000.jpg'), readFileSync(camel));
 }
 let tarball;
 let browser;
