@@ -10,7 +10,7 @@ PORT ?= 8080
 PARITY_ARGS ?= --decoder-images 11
 ISNET_SHA256 := 7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a
 
-.PHONY: serve build package package-tests run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench bench-native lint tools
+.PHONY: serve build package package-tests run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench bench-ab bench-native lint tools
 
 # The web app on http://127.0.0.1:$(PORT)/ (IS-Net from ../shared or target/models mounted at /models).
 serve: build
@@ -91,6 +91,11 @@ tests/bench/node_modules/.installed: tests/bench/package-lock.json
 bench: build venv cli tests/browser/node_modules/.installed tests/bench/node_modules/.installed
 	node tests/bench/bench.mjs $(BENCH_ARGS)
 	$(PYTHON) tests/python/bench_native.py $(if $(filter --quick,$(BENCH_ARGS)),--runs 1 --models isnet_quint8.onnx)
+
+# The built site against another build of it (OTHER=dir, e.g. a copy of www/dist from before a
+# change), alternating in one Chromium: for changes smaller than the machine's drift.
+bench-ab: build tests/browser/node_modules/.installed
+	node tests/bench/ab.mjs $(OTHER) $(BENCH_ARGS)
 
 bench-native: venv cli
 	$(PYTHON) tests/python/bench_native.py

@@ -53,21 +53,14 @@ pub(super) fn zip_chunks<A: Sync, B: Send>(
     }
 }
 
-/// `f(state, piece)` on each `chunk`-long piece of `xs`, in any order; each thread's pieces
-/// share one `state` from `init` (scratch buffers).
+/// `f(piece)` on each `chunk`-long piece of `xs`, in any order.
 #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
-pub(super) fn for_each_chunk_with<A: Sync, S>(
-    xs: &[A],
-    chunk: usize,
-    init: impl Fn() -> S + Sync + Send,
-    f: impl Fn(&mut S, &[A]) + Sync + Send,
-) {
+pub(super) fn for_each_chunk<A: Sync>(xs: &[A], chunk: usize, f: impl Fn(&[A]) + Sync + Send) {
     #[cfg(feature = "multithread")]
-    if xs.len() > chunk && in_pool(|| xs.par_chunks(chunk).for_each_init(&init, &f)).is_some() {
+    if xs.len() > chunk && in_pool(|| xs.par_chunks(chunk).for_each(&f)).is_some() {
         return;
     }
-    let mut state = init();
-    xs.chunks(chunk).for_each(|piece| f(&mut state, piece))
+    xs.chunks(chunk).for_each(f)
 }
 
 /// `f(index, x, y)` on the `index`-th `x_chunk`-long piece of `xs` and `y_chunk`-long piece

@@ -13,6 +13,7 @@
 //! Dilated convolutions split into independent undilated ones on every `dilation`-th pixel, so
 //! a tile's 2x2 outputs and 4x4 inputs are simply `dilation` pixels apart.
 
+use std::cell::RefCell;
 use std::ops::{Add, Sub};
 use std::sync::Arc;
 
@@ -59,6 +60,9 @@ pub trait Element:
     /// 4 output channels x 8 tiles of `Σ a·b` over `groups` steps, `a` as
     /// `[group][row][GROUP]`, `b` as `[group][tile][GROUP]`.
     fn micro_kernel(a: &[Self], b: &[Self], groups: usize) -> [[Self::Sum; PANEL]; ROWS];
+    /// `f` with this thread's scratch buffers: kept from chunk to chunk and op to op, so they
+    /// are allocated (and zeroed) once per thread, not once per piece of work rayon splits off.
+    fn with_scratch<R>(f: impl FnOnce(&mut Scratch<Self>) -> R) -> R;
     /// The convolution of the op's inputs (the image, and what else this element needs), as
     /// the op's `[1, c_out, height, width]` output.
     fn convolve_inputs(
@@ -94,6 +98,10 @@ impl Element for i16 {
     fn micro_kernel(a: &[i16], b: &[i16], pairs: usize) -> [[i32; PANEL]; ROWS] {
         micro_kernel_i16(a, b, pairs)
     }
+    fn with_scratch<R>(f: impl FnOnce(&mut Scratch<i16>) -> R) -> R {
+        thread_local!(static SCRATCH: RefCell<Scratch<i16>> = RefCell::default());
+        SCRATCH.with_borrow_mut(f)
+    }
     fn convolve_inputs(
         op: &WinogradConv<i16>,
         inputs: &[TValue],
@@ -106,22 +114,29 @@ impl Element for i16 {
             "WinogradConvU8: zero point {x0} is not a u8"
         );
         let image = inputs[0].try_as_plain_ram()?;
-        let sums = op.convolve_u8(image.as_slice::<u8>()?, x0, height, width);
+        let image = image.as_slice::<u8>()?;
+        let convert = |v: u8| (v as i32 - x0) as i16;
         let shape = [1, op.c_out, height, width];
         match &op.dequantize {
-            None => Ok(tract_ndarray::ArrayD::from_shape_vec(&shape[..], sums)?.into_tensor()),
+            None => {
+                let sums = op.convolve(image, convert, height, width);
+                Ok(tract_ndarray::ArrayD::from_shape_vec(&shape[..], sums)?.into_tensor())
+            }
             Some(dequantize) => {
                 let scale = inputs[2].cast_to_scalar::<f32>()?;
-                let values = dequantize.apply(sums, scale, height * width);
+                let finish =
+                    |channel: usize, sums: &mut [i32]| dequantize.finish(channel, scale, sums);
+                let sums = op.convolve_finished(image, convert, height, width, finish);
+                let values = Dequantize::into_f32(sums);
                 Ok(tract_ndarray::ArrayD::from_shape_vec(&shape[..], values)?.into_tensor())
             }
         }
     }
 }
 
-/// What follows each convolution in dynamically quantised models, done in the op (in parallel,
-/// without another pass over memory): `(sum as f32) * scale + bias`, then `max(_, 0)` for a
-/// ReLU: tract's Cast, Mul, Add and Max, in the same order, so the same bits.
+/// What follows each convolution in dynamically quantised models, done in the op as each
+/// output is stored (no pass over memory of its own): `(sum as f32) * scale + bias`, then
+/// `max(_, 0)` for a ReLU: tract's Cast, Mul, Add and Max, in the same order, so the same bits.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dequantize {
     bias: Vec<f32>,
@@ -129,18 +144,26 @@ pub struct Dequantize {
 }
 
 impl Dequantize {
-    /// Converts in place: the i32 buffer becomes the f32 one (same size and alignment).
-    fn apply(&self, sums: Vec<i32>, scale: f32, plane: usize) -> Vec<f32> {
-        let mut sums = std::mem::ManuallyDrop::new(sums);
-        super::parallel::map_chunks_mut(&mut sums, plane, |channel, sums| {
-            let bias = self.bias[channel];
+    /// Replaces the final sums of output `channel` by their dequantised values' f32 bits.
+    #[inline(always)]
+    fn finish(&self, channel: usize, scale: f32, sums: &mut [i32]) {
+        let bias = self.bias[channel];
+        if self.relu {
             for sum in sums.iter_mut() {
-                let v = *sum as f32 * scale + bias;
-                *sum = (if self.relu { v.max(0.0) } else { v }).to_bits() as i32;
+                *sum = (*sum as f32 * scale + bias).max(0.0).to_bits() as i32;
             }
-        });
-        // Safety: every element now holds f32 bits; i32 and f32 share size and alignment, so
-        // the allocation is a valid f32 one.
+        } else {
+            for sum in sums.iter_mut() {
+                *sum = (*sum as f32 * scale + bias).to_bits() as i32;
+            }
+        }
+    }
+
+    /// The buffer [`Dequantize::finish`] filled with f32 bits, as f32 (no copy).
+    fn into_f32(sums: Vec<i32>) -> Vec<f32> {
+        let mut sums = std::mem::ManuallyDrop::new(sums);
+        // Safety: every element holds f32 bits; i32 and f32 share size and alignment, so the
+        // allocation is a valid f32 one.
         unsafe { Vec::from_raw_parts(sums.as_mut_ptr() as *mut f32, sums.len(), sums.capacity()) }
     }
 }
@@ -165,6 +188,10 @@ impl Element for f32 {
     }
     fn micro_kernel(a: &[f32], b: &[f32], k: usize) -> [[f32; PANEL]; ROWS] {
         micro_kernel_f32(a, b, k)
+    }
+    fn with_scratch<R>(f: impl FnOnce(&mut Scratch<f32>) -> R) -> R {
+        thread_local!(static SCRATCH: RefCell<Scratch<f32>> = RefCell::default());
+        SCRATCH.with_borrow_mut(f)
     }
     fn convolve_inputs(
         op: &WinogradConv<f32>,
@@ -283,6 +310,19 @@ impl<T: Element> WinogradConv<T> {
         height: usize,
         width: usize,
     ) -> Vec<T::Sum> {
+        self.convolve_finished(image, convert, height, width, |_, _| {})
+    }
+
+    /// [`WinogradConv::convolve`], with `finish(channel, values)` applied to each output
+    /// channel's final values as they are stored (while they are in registers).
+    pub fn convolve_finished<S: Copy + Sync>(
+        &self,
+        image: &[S],
+        convert: impl Fn(S) -> T + Sync + Send,
+        height: usize,
+        width: usize,
+        finish: impl Fn(usize, &mut [T::Sum]) + Sync + Send,
+    ) -> Vec<T::Sum> {
         assert_eq!(image.len(), self.c_in * height * width);
         let d = self.dilation;
         let padded = Padded::new(image, convert, self.c_in, height, width, d);
@@ -293,25 +333,40 @@ impl<T: Element> WinogradConv<T> {
         let out = SharedOutput(output.as_mut_ptr());
         let block_channels = self.c_in.min(T::MAX_CHANNELS_PER_BLOCK);
         let chunk = chunk_tiles(tiles.len(), block_channels * std::mem::size_of::<T>());
-        super::parallel::for_each_chunk_with(&tiles, chunk, Scratch::default, |scratch, tiles| {
-            for (index, block) in self.blocks.iter().enumerate() {
-                self.transform_inputs(&padded, block, tiles, &mut scratch.inputs);
-                self.multiply(block, tiles.len(), &scratch.inputs, &mut scratch.products);
-                // Safety: tiles cover disjoint output pixels, and chunks hold disjoint tiles.
-                unsafe {
-                    self.transform_outputs(
-                        &scratch.products,
-                        tiles,
-                        (height, width),
-                        index > 0,
-                        &out,
-                    )
-                };
-            }
+        super::parallel::for_each_chunk(&tiles, chunk, |tiles| {
+            // Safety: chunks hold disjoint tiles, which cover disjoint output pixels.
+            T::with_scratch(|scratch| unsafe {
+                self.convolve_chunk(&padded, tiles, (height, width), scratch, &finish, &out)
+            })
         });
         // Safety: the tiles cover every pixel once and the first block stored each channel's.
         unsafe { output.set_len(len) };
         output
+    }
+
+    /// Every channel block of one chunk of `tiles`, stored into `out`.
+    ///
+    /// # Safety
+    /// `out` holds `c_out * height * width` values and no other thread writes these tiles.
+    unsafe fn convolve_chunk<F: Fn(usize, &mut [T::Sum])>(
+        &self,
+        padded: &Padded<T>,
+        tiles: &[(usize, usize)],
+        (height, width): (usize, usize),
+        scratch: &mut Scratch<T>,
+        finish: &F,
+        out: &SharedOutput<T::Sum>,
+    ) {
+        let blocks = self.blocks.len();
+        for (index, block) in self.blocks.iter().enumerate() {
+            self.transform_inputs(padded, block, tiles, &mut scratch.inputs);
+            self.multiply(block, tiles.len(), &scratch.inputs, &mut scratch.products);
+            let stage = Stage {
+                accumulate: index > 0,
+                finish: (index + 1 == blocks).then_some(finish),
+            };
+            self.transform_outputs(&scratch.products, tiles, (height, width), stage, out);
+        }
     }
 
     /// The 16 transformed values of every (tile, channel) of `block`, packed in panels of 8
@@ -409,16 +464,16 @@ impl<T: Element> WinogradConv<T> {
     }
 
     /// Turns each tile's 16 products per output channel into its 2x2 outputs and stores them
-    /// (plus the bias), or, for later channel blocks, adds them.
+    /// (plus the bias), or, for later channel blocks, adds them; the last block's are finished.
     ///
     /// # Safety
     /// `output` holds `c_out * height * width` values and no other thread writes these tiles.
-    unsafe fn transform_outputs(
+    unsafe fn transform_outputs<F: Fn(usize, &mut [T::Sum])>(
         &self,
         products: &[T::Sum],
         tiles: &[(usize, usize)],
         (height, width): (usize, usize),
-        accumulate: bool,
+        stage: Stage<'_, F>,
         output: &SharedOutput<T::Sum>,
     ) {
         let d = self.dilation;
@@ -427,13 +482,19 @@ impl<T: Element> WinogradConv<T> {
         for o in 0..self.c_out {
             let plane = output.0.add(o * height * width);
             let bias = self.bias.as_ref().map_or(T::Sum::default(), |b| b[o]);
-            let store = |at: *mut T::Sum, sum: T::Sum| {
+            // What to store at `at` for this block's `sum`: plus the bias, or the earlier blocks'.
+            let value = |at: *mut T::Sum, sum: T::Sum| {
                 let value = T::quarter(sum);
-                *at = if accumulate {
+                if stage.accumulate {
                     T::plus(*at, value)
                 } else {
                     T::plus(value, bias)
-                };
+                }
+            };
+            let finish = |values: &mut [T::Sum]| {
+                if let Some(finish) = stage.finish {
+                    finish(o, values)
+                }
             };
             for (panel, panel_tiles) in tiles.chunks(PANEL).enumerate() {
                 let mut m = [[T::Sum::default(); PANEL]; POSITIONS];
@@ -446,10 +507,14 @@ impl<T: Element> WinogradConv<T> {
                 if is_row_of_tiles(panel_tiles, d) && y0 + 1 < height && x0 + 2 * PANEL <= width {
                     for (a, row) in y.iter().enumerate() {
                         let out = plane.add((y0 + a) * width + x0);
+                        // The row's 16 outputs, finished together (vectorised), then stored.
+                        let mut values = [T::Sum::default(); 2 * PANEL];
                         for (t, (&left, &right)) in row[0].iter().zip(&row[1]).enumerate() {
-                            store(out.add(2 * t), left);
-                            store(out.add(2 * t + 1), right);
+                            values[2 * t] = value(out.add(2 * t), left);
+                            values[2 * t + 1] = value(out.add(2 * t + 1), right);
                         }
+                        finish(&mut values);
+                        std::ptr::copy_nonoverlapping(values.as_ptr(), out, values.len());
                     }
                     continue;
                 }
@@ -462,7 +527,10 @@ impl<T: Element> WinogradConv<T> {
                         for (b, lanes) in row.iter().enumerate() {
                             let xx = x0 + d * b;
                             if xx < width {
-                                store(plane.add(yy * width + xx), lanes[t]);
+                                let at = plane.add(yy * width + xx);
+                                let mut one = [value(at, lanes[t])];
+                                finish(&mut one);
+                                *at = one[0];
                             }
                         }
                     }
@@ -472,13 +540,21 @@ impl<T: Element> WinogradConv<T> {
     }
 }
 
+/// Which channel block [`WinogradConv::transform_outputs`] stores: from the second on, sums
+/// are added to the output; the last one's values are finished.
+struct Stage<'f, F> {
+    accumulate: bool,
+    finish: Option<&'f F>,
+}
+
 /// Whether a panel is 8 side-by-side tiles of an undilated convolution.
 fn is_row_of_tiles(tiles: &[(usize, usize)], d: usize) -> bool {
     let (y0, x0) = tiles[0];
     d == 1 && tiles.len() == PANEL && tiles[PANEL - 1] == (y0, x0 + 2 * (PANEL - 1))
 }
 
-struct Scratch<T: Element> {
+/// One thread's buffers for a chunk's transformed inputs and products.
+pub struct Scratch<T: Element> {
     inputs: Vec<T>,
     products: Vec<T::Sum>,
 }

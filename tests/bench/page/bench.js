@@ -24,14 +24,15 @@ function stop(name) {
 }
 
 // Starts the site's worker and loads a model: the start-up a visitor waits for.
-// `threads` / `variant` unset: what the app itself picks (all cores, best build).
-async function startCutout(name, { modelUrl, sha256, variant, threads }) {
+// `threads` / `variant` unset: what the app itself picks (all cores, best build). `site`: the
+// path another build of the site is served at (tests/bench/ab.mjs), else the built one.
+async function startCutout(name, { modelUrl, sha256, variant, threads, site = '' }) {
   stop(name);
   const started = performance.now();
   const query = new URLSearchParams();
   if (variant) query.set('variant', variant);
   if (threads) query.set('threads', threads);
-  const worker = new Worker(`/worker.js?${query}`, { type: 'module' });
+  const worker = new Worker(`${site}/worker.js?${query}`, { type: 'module' });
   const ready = await request(worker, { type: 'init' }, 'ready');
   const readyMs = performance.now() - started;
   const model = resolveModel({ url: modelUrl, sha256 }, ready.manifest, { baseUrl: location.href });
