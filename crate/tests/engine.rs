@@ -89,7 +89,13 @@ fn mask_only_is_an_8bit_grey_png() {
     assert_eq!(decoded.color(), image::ColorType::L8);
     let mask = decoded.to_luma8();
     assert_eq!(mask.dimensions(), (50, 30));
-    assert_eq!(mask.get_pixel(25, 15)[0], 255);
+    // Opaque to within one level: on some CPUs tract's kernels leave the flat square's values a
+    // few bits apart, so its centre can round to 254 (seen on an AVX2 machine without AVX-512).
+    let centre = mask.get_pixel(25, 15)[0];
+    assert!(
+        centre >= 254,
+        "the subject's centre is {centre}, not opaque"
+    );
     assert_eq!(mask.get_pixel(0, 0)[0], 0);
 }
 
