@@ -12,6 +12,8 @@ pub(crate) mod wasm_kernels;
 // only tested (the same code, the portable micro-kernel).
 #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
 pub(crate) mod winograd;
+#[cfg(target_arch = "x86_64")]
+mod x86_kernels;
 
 use tract_onnx::prelude::*;
 

@@ -115,18 +115,17 @@ impl Element for i16 {
         );
         let image = inputs[0].try_as_plain_ram()?;
         let image = image.as_slice::<u8>()?;
-        let convert = |v: u8| (v as i32 - x0) as i16;
         let shape = [1, op.c_out, height, width];
         match &op.dequantize {
             None => {
-                let sums = op.convolve(image, convert, height, width);
+                let sums = op.convolve_u8(image, x0, height, width);
                 Ok(tract_ndarray::ArrayD::from_shape_vec(&shape[..], sums)?.into_tensor())
             }
             Some(dequantize) => {
                 let scale = inputs[2].cast_to_scalar::<f32>()?;
                 let finish =
                     |channel: usize, sums: &mut [i32]| dequantize.finish(channel, scale, sums);
-                let sums = op.convolve_finished(image, convert, height, width, finish);
+                let sums = op.convolve_finished(image, centred(x0), height, width, finish);
                 let values = Dequantize::into_f32(sums);
                 Ok(tract_ndarray::ArrayD::from_shape_vec(&shape[..], values)?.into_tensor())
             }
@@ -243,9 +242,14 @@ impl WinogradConv<i16> {
     /// The convolution of a `[c_in, height, width]` u8 image with zero point `x0`, as
     /// `[c_out, height, width]` i32.
     pub fn convolve_u8(&self, image: &[u8], x0: i32, height: usize, width: usize) -> Vec<i32> {
-        // |v - x0| ≤ 255, and the input transform at most quadruples it: i16 holds it.
-        self.convolve(image, |v| (v as i32 - x0) as i16, height, width)
+        self.convolve(image, centred(x0), height, width)
     }
+}
+
+/// A u8 input value minus its zero point: |v - x0| ≤ 255, and the input transform at most
+/// quadruples it, so i16 holds it.
+fn centred(x0: i32) -> impl Fn(u8) -> i16 + Sync + Send {
+    move |v| (v as i32 - x0) as i16
 }
 
 impl<T: Element> WinogradConv<T> {
