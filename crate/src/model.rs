@@ -264,7 +264,7 @@ impl Model {
                 "TRACT_DISABLE_DIRECT_SPATIAL",
                 "true",
             );
-            typed.declutter()?;
+            crate::optimise::declutter(&mut typed)?;
             crate::ops::before_codegen(&mut typed)?;
             lap(&mut phases.declutter);
             crate::optimise::optimise(&mut typed)?;

@@ -1,13 +1,14 @@
-//! tract's codegen passes (what `TypedModel::optimize` runs), driven here so that each patch is
-//! applied without tract 0.23's duplicate-node scan.
+//! tract's declutter and codegen passes (what `TypedModel::declutter` and `optimize` run), driven
+//! here so that each patch is applied without tract 0.23's duplicate-node scan.
 //!
 //! `ModelPatch::apply` compares every node a patch adds with every node of the model (`dyn_eq`,
 //! which compares whole weight tensors between constants) and then adds the node anyway: the
 //! match it records is overwritten two lines later, so the scan changes nothing. The quantized
 //! IS-Net graph has ~4000 nodes and its codegen applies ~6000 patches, so the scan was most of
-//! the start-up: on a second visit in Chromium the page waited 3.5 s in `optimize()`.
-//! [`apply`] does everything else `ModelPatch::apply` does, in the same order, so the optimised
-//! graph is the same node for node (tested against tract's own optimiser).
+//! the start-up: on a second visit in Chromium the page waited 3.5 s in `optimize()`. tract's
+//! declutter also checks the whole model's consistency before and after every patch.
+//! [`apply`] does everything else `ModelPatch::apply` does, in the same order, so the
+//! decluttered and optimised graphs are the same node for node (tested against tract's own).
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,10 +16,24 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::model::{SpecialOps, STAGE_OPTIMIZED, TRACT_STAGE};
 use tract_onnx::tract_core::optim::Optimizer;
 
-/// What `TypedModel::optimize` does: tract's codegen passes, each repeated until it finds
-/// nothing more to rewrite, all of them until none does.
+/// What `TypedModel::declutter` does: tract's declutter passes, until none rewrites anything.
+pub fn declutter(model: &mut TypedModel) -> TractResult<()> {
+    run_passes(&Optimizer::declutter(), model)
+}
+
+/// What `TypedModel::optimize` does: tract's codegen passes, until none rewrites anything.
 pub fn optimise(model: &mut TypedModel) -> TractResult<()> {
-    let optimizer = Optimizer::codegen();
+    run_passes(&Optimizer::codegen(), model)?;
+    model.properties.insert(
+        TRACT_STAGE.to_string(),
+        rctensor0(STAGE_OPTIMIZED.to_string()),
+    );
+    Ok(())
+}
+
+/// Each of `optimizer`'s passes repeated until it finds nothing more to rewrite, all of them
+/// until none does (tract's `OptimizerSession::optimize`).
+fn run_passes(optimizer: &Optimizer, model: &mut TypedModel) -> TractResult<()> {
     let mut passes = optimizer.passes.clone();
     let mut session = optimizer.session();
     let _proofs = model.symbols.proof_cache_session();
@@ -50,10 +65,6 @@ pub fn optimise(model: &mut TypedModel) -> TractResult<()> {
             model.compact()?;
         }
         if applied == applied_before_round {
-            model.properties.insert(
-                TRACT_STAGE.to_string(),
-                rctensor0(STAGE_OPTIMIZED.to_string()),
-            );
             return Ok(());
         }
         model.compact()?;
@@ -185,11 +196,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn decluttered(onnx: &[u8], side: usize) -> TypedModel {
-        let mut model = tract_onnx::onnx().model_for_read(&mut &onnx[..]).unwrap();
-        model
-            .set_input_fact(0, f32::fact([1, 3, side, side]).into())
-            .unwrap();
-        model.into_typed().unwrap().into_decluttered().unwrap()
+        typed(onnx, side).into_decluttered().unwrap()
     }
 
     /// Every node's op, its parameters, inputs and output facts, in node order.
@@ -214,8 +221,22 @@ mod tests {
             .collect()
     }
 
+    fn typed(onnx: &[u8], side: usize) -> TypedModel {
+        let mut model = tract_onnx::onnx().model_for_read(&mut &onnx[..]).unwrap();
+        model
+            .set_input_fact(0, f32::fact([1, 3, side, side]).into())
+            .unwrap();
+        model.into_typed().unwrap()
+    }
+
     fn assert_same_graph_as_tracts(onnx: &[u8], side: usize) {
-        let mut ours = decluttered(onnx, side);
+        let mut ours = typed(onnx, side);
+        declutter(&mut ours).unwrap();
+        assert_eq!(
+            describe(&ours),
+            describe(&decluttered(onnx, side)),
+            "decluttered"
+        );
         let mut theirs = ours.clone();
         optimise(&mut ours).unwrap();
         theirs.optimize().unwrap();

@@ -9,18 +9,15 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
-import { DIST, ROOT, SHARED, launch, modelDir, serve } from '../browser/harness.mjs';
+import { DIST, ROOT, launch, modelDir, serve } from '../browser/harness.mjs';
 import { ISOLATION_HEADERS } from '../../www/serve.mjs';
+import { IMAGE, median, option as optionOf, sha256Of } from './common.mjs';
 
 const args = process.argv.slice(2);
-const option = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
+const option = (name, fallback) => optionOf(args, name, fallback);
 const other = args[0] && !args[0].startsWith('--') ? resolve(args[0]) : null;
 const runs = Number(option('--runs', 5));
 const file = option('--model', 'isnet_quint8.onnx');
-const IMAGE = join(SHARED, 'eval/example_input.jpg');
-const MANIFEST = JSON.parse(readFileSync(join(ROOT, 'models/manifest.json'), 'utf8'));
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const models = modelDir();
 for (const [missing, what] of [
   [!other || !existsSync(join(other, 'worker.js')), 'usage: ab.mjs OLD_DIST (a built copy of www/dist)'],
@@ -47,7 +44,7 @@ try {
   const { cores } = await call('environment');
   console.log(`${file}, example photo: ${runs} runs each after a warm-up, old and new alternating; ` +
     `${cpus()[0].model}, ${cores} cores, load average before ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-  const spec = { modelUrl: `/models/${file}`, sha256: MANIFEST.models.find((m) => m.file === file)?.sha256 ?? null };
+  const spec = { modelUrl: `/models/${file}`, sha256: sha256Of(file) };
   for (const config of [{ variant: 'relaxed', threads: 1 }, {}]) {
     const builds = [];
     for (const [label, site] of [['old', '/old'], ['new', '']]) {

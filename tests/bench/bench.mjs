@@ -12,28 +12,21 @@ import { mkdtempSync, readFileSync, readdirSync, existsSync, rmSync, writeFileSy
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { DIST, ROOT, SHARED, launch, modelDir, serve } from '../browser/harness.mjs';
+import { DIST, ROOT, launch, modelDir, serve } from '../browser/harness.mjs';
 import { ISOLATION_HEADERS } from '../../www/serve.mjs';
 import { readPng, writePng } from '../package/png.mjs';
+import { IMAGE, median, option as optionOf, sha256Of } from './common.mjs';
 
 const args = process.argv.slice(2);
-const option = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
+const option = (name, fallback) => optionOf(args, name, fallback);
 const quick = args.includes('--quick');
 const runs = quick ? 1 : Number(option('--runs', 3));
 const modelFiles = option('--models', quick ? 'isnet_quint8.onnx' : 'isnet_quint8.onnx,isnet_fp16.onnx').split(',');
-// Each file's pinned sha256, from the manifest the site ships.
-const MANIFEST = JSON.parse(readFileSync(join(ROOT, 'models/manifest.json'), 'utf8'));
-const sha256Of = (file) => MANIFEST.models.find((m) => m.file === file)?.sha256 ?? null;
-const IMAGE = join(SHARED, 'eval/example_input.jpg');
 const ORT_DIST = join(ROOT, 'tests/bench/node_modules/onnxruntime-web/dist');
 // The native CLI (tract, held to onnxruntime's masks by `make parity`): the browser's mask of the
 // same pixels must stay within the same bound, whichever kernels the wasm build runs.
 const CLI = process.env.CUTOUT_BIN || join(process.env.CARGO_TARGET_DIR || join(ROOT, 'target'), 'release/cutout');
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const seconds = (ms) => (ms / 1000).toFixed(2);
 const pad = (value, width) => String(value).padStart(width);
 

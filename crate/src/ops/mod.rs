@@ -3,6 +3,7 @@
 
 mod bilinear;
 mod im2col;
+mod maxpool;
 mod parallel;
 pub(crate) mod quantize;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -24,6 +25,7 @@ pub fn before_codegen(model: &mut TypedModel) -> TractResult<()> {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     wasm_kernels::ensure_registered();
     bilinear::use_ort_bilinear(model)?;
+    maxpool::use_maxpool_2x2(model)?;
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
         winograd::use_winograd(model)?;
