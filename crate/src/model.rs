@@ -46,13 +46,15 @@ pub struct Model {
 
 /// Seconds each phase of [`Model::load`] took: hash check (what it added: it runs beside the
 /// other phases when there are threads), ONNX parse, type inference (with fp16 widening),
-/// declutter (+ our pre-codegen ops), optimise (codegen, weight packing, our ops), plan.
+/// declutter, rewrite (our ops swapped in before codegen: Winograd's kernel transforms in
+/// wasm), optimise (codegen, weight packing, our ops), plan.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct LoadPhases {
     pub verify: f64,
     pub parse: f64,
     pub typing: f64,
     pub declutter: f64,
+    pub rewrite: f64,
     pub optimise: f64,
     pub plan: f64,
 }
@@ -121,8 +123,12 @@ impl Model {
         }
         let mut model = loaded?;
         let phases = &model.phases;
-        let loading =
-            phases.parse + phases.typing + phases.declutter + phases.optimise + phases.plan;
+        let loading = phases.parse
+            + phases.typing
+            + phases.declutter
+            + phases.rewrite
+            + phases.optimise
+            + phases.plan;
         model.phases.verify = (clock() - started - loading).max(0.0);
         Ok(model)
     }
@@ -240,7 +246,6 @@ impl Model {
                 format!("{e:#}"),
             )
         })?;
-        lap(&mut phases.typing);
         let widened_fp16 = typed.nodes().iter().any(|n| {
             n.outputs
                 .iter()
@@ -254,7 +259,10 @@ impl Model {
                     f32::datum_type(),
                 ))
                 .map_err(|e| bad_model("converting fp16 to f32", format!("{e:#}")))?;
+            crate::ops::fold_f16_constant_casts(&mut typed)
+                .map_err(|e| bad_model("converting fp16 to f32", format!("{e:#}")))?;
         }
+        lap(&mut phases.typing);
         let mut optimise = |mut typed: TypedModel| -> TractResult<TypedModel> {
             // tract's direct spatial convolution (x86 FMA / aarch64 only, never on wasm) is
             // slower than im2col + matrix product on these models' convolutions: fp16 IS-Net
@@ -265,8 +273,9 @@ impl Model {
                 "true",
             );
             crate::optimise::declutter(&mut typed)?;
-            crate::ops::before_codegen(&mut typed)?;
             lap(&mut phases.declutter);
+            crate::ops::before_codegen(&mut typed)?;
+            lap(&mut phases.rewrite);
             crate::optimise::optimise(&mut typed)?;
             crate::ops::after_codegen(&mut typed)?;
             lap(&mut phases.optimise);

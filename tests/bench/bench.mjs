@@ -101,10 +101,17 @@ try {
       continue;
     }
     const spec = { modelUrl: `/models/${file}`, sha256: sha256Of(file) };
-    // Cold start (model fetched and stored), then a second visit (model from the Cache API).
+    // Cold start (model fetched and stored), then second visits (model from the Cache API): the
+    // median of three, each after the browser has been idle for a moment, as a later visit
+    // would be (Chromium finishes compiling the wasm in the background after a cold start).
     const cold = await call('startCutout', 'cutout', spec);
-    const second = await call('startCutout', 'cutout', spec);
-    if (!second.fromCache) throw new Error('second visit did not read the model from the cache');
+    const visits = [];
+    for (let visit = 0; visit < 3; visit++) {
+      await new Promise((done) => setTimeout(done, 3000));
+      visits.push(await call('startCutout', 'cutout', spec));
+    }
+    if (!visits.every((v) => v.fromCache)) throw new Error('a second visit did not read the model from the cache');
+    const second = [...visits].sort((x, y) => x.totalMs - y.totalMs)[1];
     startups.push({ file, cold, second });
     if (args.includes('--profile')) {
       // The page's default configuration, or one build on one thread (--profile relaxed).

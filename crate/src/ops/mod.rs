@@ -11,6 +11,7 @@ pub(crate) mod wasm_kernels;
 // Natively tract's int8 kernels (AVX2 / AVX-512, up to 32 products per instruction) beat
 // Winograd on 8 per instruction; in wasm, where 8 is the most, Winograd wins. Natively it is
 // only tested (the same code, the portable micro-kernel).
+mod widen;
 #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
 pub(crate) mod winograd;
 #[cfg(target_arch = "x86_64")]
@@ -19,6 +20,7 @@ mod x86_kernels;
 use tract_onnx::prelude::*;
 
 pub(crate) use parallel::overlap;
+pub(crate) use widen::fold_f16_constant_casts;
 
 /// Rewrites a decluttered model before codegen (ops codegen would otherwise lower).
 pub fn before_codegen(model: &mut TypedModel) -> TractResult<()> {

@@ -263,6 +263,19 @@ impl<T: Element> WinogradConv<T> {
         c_in: usize,
         dilation: usize,
     ) -> Option<Self> {
+        Self::from_kernel(kernel, |k| k, bias, c_out, c_in, dilation)
+    }
+
+    /// [`WinogradConv::new`] from the kernel as stored (e.g. u8), each value taken through
+    /// `value`: no whole converted copy of the kernel (the models' kernels hold 44M values).
+    pub fn from_kernel<K: Copy + Sync>(
+        kernel: &[K],
+        value: impl Fn(K) -> T::Sum + Sync + Send,
+        bias: Option<Vec<T::Sum>>,
+        c_out: usize,
+        c_in: usize,
+        dilation: usize,
+    ) -> Option<Self> {
         assert_eq!(kernel.len(), c_out * c_in * 9);
         if c_in == 0 || c_out == 0 {
             return None;
@@ -278,7 +291,8 @@ impl<T: Element> WinogradConv<T> {
                 for o in rp * ROWS..c_out.min(rp * ROWS + ROWS) {
                     for c in 0..channels {
                         let taps = &kernel[(o * c_in + first_channel + c) * 9..][..9];
-                        for (p, &value) in transform_kernel::<T>(taps).iter().enumerate() {
+                        let taps: [T::Sum; 9] = std::array::from_fn(|i| value(taps[i]));
+                        for (p, &value) in transform_kernel::<T>(&taps).iter().enumerate() {
                             let row = p * groups + c / T::GROUP;
                             let at = (row * ROWS + o % ROWS) * T::GROUP + c % T::GROUP;
                             panel[at] = T::from_sum(value)?;
@@ -908,12 +922,8 @@ impl<T: Element> TypedOp for WinogradConv<T> {
 /// The constant value of `outlet` as `D`s, if it is one (or a constant cast: the fp16 models'
 /// largest kernels reach their convolution through a Cast to f32).
 fn const_values<D: Datum + Copy>(model: &TypedModel, outlet: OutletId) -> Option<Vec<D>> {
-    let node = model.node(outlet.node);
-    if node.op_is::<Cast>() {
-        return const_values(model, node.inputs[0]);
-    }
-    let konst = model.outlet_fact(outlet).ok()?.konst.clone()?;
-    let values = konst.cast_to::<D>().ok()?;
+    let values = const_tensor(model, outlet)?;
+    let values = values.cast_to::<D>().ok()?;
     let values = values
         .try_as_plain_ram()
         .ok()?
@@ -921,6 +931,15 @@ fn const_values<D: Datum + Copy>(model: &TypedModel, outlet: OutletId) -> Option
         .ok()?
         .to_vec();
     Some(values)
+}
+
+/// The constant tensor at `outlet`, as stored (behind a Cast, see [`const_values`]).
+fn const_tensor(model: &TypedModel, outlet: OutletId) -> Option<Arc<Tensor>> {
+    let node = model.node(outlet.node);
+    if node.op_is::<Cast>() {
+        return const_tensor(model, node.inputs[0]);
+    }
+    model.outlet_fact(outlet).ok()?.konst.clone()
 }
 
 /// The dilation of a 3x3, stride-1, ungrouped NCHW convolution padded to keep its size.
@@ -962,7 +981,7 @@ fn quantised_replacement(
     let bias_is_zero = const_values::<i32>(model, node.inputs[2])?
         .iter()
         .all(|&v| v == 0);
-    let kernel = const_values::<i32>(model, node.inputs[1])?;
+    let kernel = const_tensor(model, node.inputs[1])?;
     let k0 = const_values::<i32>(model, node.inputs[5])?;
     if node.inputs.len() != 9
         || model.outlet_fact(node.inputs[0]).ok()?.datum_type != u8::datum_type()
@@ -974,8 +993,26 @@ fn quantised_replacement(
     {
         return None;
     }
-    let centred: Vec<i32> = kernel.iter().map(|&k| k - k0[0]).collect();
-    let op = WinogradConvU8::new(&centred, None, c_out, c_in, dilation)?;
+    let k0 = k0[0];
+    // 8-bit kernels read as they are (a converted copy of every kernel was most of the load).
+    let plain = kernel.try_as_plain_ram().ok()?;
+    let op = match kernel.datum_type() {
+        DatumType::U8 => {
+            let kernel = plain.as_slice::<u8>().ok()?;
+            WinogradConvU8::from_kernel(kernel, |k| k as i32 - k0, None, c_out, c_in, dilation)
+        }
+        DatumType::I8 => {
+            let kernel = plain.as_slice::<i8>().ok()?;
+            WinogradConvU8::from_kernel(kernel, |k| k as i32 - k0, None, c_out, c_in, dilation)
+        }
+        // Anything else (e.g. a quantized type) as tract casts it.
+        _ => {
+            let kernel = kernel.cast_to::<i32>().ok()?;
+            let kernel = kernel.try_as_plain_ram().ok()?;
+            let kernel = kernel.as_slice::<i32>().ok()?;
+            WinogradConvU8::from_kernel(kernel, |k| k - k0, None, c_out, c_in, dilation)
+        }
+    }?;
     Some((op, tvec![node.inputs[0], node.inputs[3]]))
 }
 
@@ -987,7 +1024,11 @@ fn float_replacement(
     dilation: usize,
 ) -> Option<(WinogradConvF32, TVec<OutletId>)> {
     let (c_in, c_out) = (conv.input_channels(), conv.output_channels());
-    let kernel = const_values::<f32>(model, node.inputs[1])?;
+    let kernel = const_tensor(model, node.inputs[1])?;
+    // Cast only when it is not f32 already (the fp16 kernels behind a Cast).
+    let kernel = kernel.cast_to::<f32>().ok()?;
+    let kernel = kernel.try_as_plain_ram().ok()?;
+    let kernel = kernel.as_slice::<f32>().ok()?;
     let bias = const_values::<f32>(model, node.inputs[2])?;
     let bias = match bias.len() {
         1 => vec![bias[0]; c_out],
@@ -1001,7 +1042,7 @@ fn float_replacement(
     {
         return None;
     }
-    let op = WinogradConvF32::new(&kernel, Some(bias), c_out, c_in, dilation)?;
+    let op = WinogradConvF32::new(kernel, Some(bias), c_out, c_in, dilation)?;
     Some((op, tvec![node.inputs[0]]))
 }
 

@@ -220,7 +220,8 @@ impl Engine {
         })
     }
 
-    /// Seconds each phase of loading took: `{verify, parse, typing, declutter, optimise, plan}`.
+    /// Seconds each phase of loading took: `{verify, parse, typing, declutter, rewrite,
+    /// optimise, plan}`.
     #[wasm_bindgen(js_name = loadPhases)]
     pub fn load_phases(&self) -> Result<JsValue, JsError> {
         serde_wasm_bindgen::to_value(self.session.model().load_phases()).map_err(js_error)

@@ -240,7 +240,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         let p = model.load_phases();
         eprintln!(
             "model: {} loaded in {:.2} s ({} threads): verify {:.2}, parse {:.2}, typing {:.2}, \
-             declutter {:.2}, optimise {:.2}, plan {:.2} s",
+             declutter {:.2}, rewrite {:.2}, optimise {:.2}, plan {:.2} s",
             model.entry().id,
             load_time.as_secs_f64(),
             threads,
@@ -248,6 +248,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
             p.parse,
             p.typing,
             p.declutter,
+            p.rewrite,
             p.optimise,
             p.plan
         );
