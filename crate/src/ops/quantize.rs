@@ -157,9 +157,13 @@ impl EvalOp for FastDynamicQuantizeU8 {
         let input = inputs[0].cast_to::<f32>()?;
         let xs = input.try_as_plain_ram()?;
         let xs = xs.as_slice::<f32>()?;
-        let mut quantized = vec![0u8; xs.len()];
-        let (scale, zero_point) = quantize(xs, &mut quantized);
-        let quantized = tract_ndarray::ArrayD::from_shape_vec(input.shape(), quantized)?;
+        // Not zeroed first (a serial pass over memory): `quantize` writes every value.
+        // SAFETY: every element is written below before anything reads it.
+        let mut quantized = unsafe { Tensor::uninitialized::<u8>(input.shape())? };
+        let (scale, zero_point) = {
+            let mut values = quantized.try_as_plain_ram_mut()?;
+            quantize(xs, values.as_slice_mut::<u8>()?)
+        };
         Ok(tvec!(
             quantized.into_tvalue(),
             tensor0(scale).into_tvalue(),
