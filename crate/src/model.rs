@@ -258,8 +258,7 @@ impl Model {
                     f16::datum_type(),
                     f32::datum_type(),
                 ))
-                .map_err(|e| bad_model("converting fp16 to f32", format!("{e:#}")))?;
-            crate::ops::fold_f16_constant_casts(&mut typed)
+                .and_then(|()| crate::ops::fold_f16_constant_casts(&mut typed))
                 .map_err(|e| bad_model("converting fp16 to f32", format!("{e:#}")))?;
         }
         lap(&mut phases.typing);

@@ -112,13 +112,9 @@ impl EvalOp for OrtBilinearResize {
         let data = input.try_as_plain_ram()?;
         let data = data.as_slice::<f32>()?;
         let out_shape = [shape[0], shape[1], self.out_h, self.out_w];
-        // Not zeroed first (a serial pass over up to 67 MB): `resize` writes every value.
-        // SAFETY: every element is written below before anything reads it.
-        let mut output = unsafe { Tensor::uninitialized::<f32>(&out_shape)? };
-        {
-            let mut values = output.try_as_plain_ram_mut()?;
-            self.resize(data, shape, values.as_slice_mut::<f32>()?);
-        }
+        // SAFETY: `resize` writes every output value.
+        let (output, ()) =
+            unsafe { super::filled_tensor(&out_shape, |out| self.resize(data, shape, out))? };
         Ok(tvec!(output.into_tvalue()))
     }
 }

@@ -134,22 +134,23 @@ impl EvalOp for MaxPool2x2 {
         let rank = out_shape.len();
         out_shape[rank - 2] = self.out_h;
         out_shape[rank - 1] = self.out_w;
-        // SAFETY: every output element is written below (each plane's rows in full).
-        let mut output = unsafe { Tensor::uninitialized::<f32>(&out_shape)? };
         let data = input.try_as_plain_ram()?;
         let planes = data.as_slice::<f32>()?;
         let plane_out = self.out_h * self.out_w;
-        if h * w == 0 || plane_out == 0 {
-            let mut out = output.try_as_plain_ram_mut()?;
-            out.as_slice_mut::<f32>()?.fill(f32::MIN);
-        } else {
-            let mut out = output.try_as_plain_ram_mut()?;
-            super::parallel::zip_chunks_indexed(
-                (planes, h * w),
-                (out.as_slice_mut::<f32>()?, plane_out),
-                |_, plane, out| self.pool_plane(plane, (h, w), out),
-            );
-        }
+        // SAFETY: every output value is written: each plane's rows in full, or the fill.
+        let (output, ()) = unsafe {
+            super::filled_tensor(&out_shape, |out: &mut [f32]| {
+                if h * w == 0 || plane_out == 0 {
+                    out.fill(f32::MIN);
+                } else {
+                    super::parallel::zip_chunks_indexed(
+                        (planes, h * w),
+                        (out, plane_out),
+                        |_, plane, out| self.pool_plane(plane, (h, w), out),
+                    );
+                }
+            })?
+        };
         Ok(tvec!(output.into_tvalue()))
     }
 }

@@ -8,10 +8,10 @@ mod parallel;
 pub(crate) mod quantize;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub(crate) mod wasm_kernels;
+mod widen;
 // Natively tract's int8 kernels (AVX2 / AVX-512, up to 32 products per instruction) beat
 // Winograd on 8 per instruction; in wasm, where 8 is the most, Winograd wins. Natively it is
 // only tested (the same code, the portable micro-kernel).
-mod widen;
 #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
 pub(crate) mod winograd;
 #[cfg(target_arch = "x86_64")]
@@ -21,6 +21,21 @@ use tract_onnx::prelude::*;
 
 pub(crate) use parallel::overlap;
 pub(crate) use widen::fold_f16_constant_casts;
+
+/// A new `shape` tensor of `T`, filled by `fill`, with what `fill` returns. Not zeroed first:
+/// for the large activations our ops write, that was a serial pass over up to 67 MB.
+///
+/// # Safety
+/// `fill` must write every element of the slice it is given.
+unsafe fn filled_tensor<T: Datum, R>(
+    shape: &[usize],
+    fill: impl FnOnce(&mut [T]) -> R,
+) -> TractResult<(Tensor, R)> {
+    // SAFETY: the caller's `fill` writes every element before the tensor is read.
+    let mut tensor = unsafe { Tensor::uninitialized::<T>(shape)? };
+    let filled = fill(tensor.try_as_plain_ram_mut()?.as_slice_mut::<T>()?);
+    Ok((tensor, filled))
+}
 
 /// Rewrites a decluttered model before codegen (ops codegen would otherwise lower).
 pub fn before_codegen(model: &mut TypedModel) -> TractResult<()> {

@@ -157,13 +157,9 @@ impl EvalOp for FastDynamicQuantizeU8 {
         let input = inputs[0].cast_to::<f32>()?;
         let xs = input.try_as_plain_ram()?;
         let xs = xs.as_slice::<f32>()?;
-        // Not zeroed first (a serial pass over memory): `quantize` writes every value.
-        // SAFETY: every element is written below before anything reads it.
-        let mut quantized = unsafe { Tensor::uninitialized::<u8>(input.shape())? };
-        let (scale, zero_point) = {
-            let mut values = quantized.try_as_plain_ram_mut()?;
-            quantize(xs, values.as_slice_mut::<u8>()?)
-        };
+        // SAFETY: `quantize` writes every output value.
+        let (quantized, (scale, zero_point)) =
+            unsafe { super::filled_tensor(input.shape(), |out| quantize(xs, out))? };
         Ok(tvec!(
             quantized.into_tvalue(),
             tensor0(scale).into_tvalue(),

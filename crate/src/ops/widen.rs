@@ -30,15 +30,21 @@ fn f16_bits_to_f32(h: u16) -> f32 {
 /// Elements per piece when the work is split over threads.
 const CHUNK: usize = 1 << 16;
 
-/// `values` as f32.
-pub(crate) fn widen(values: &[f16]) -> Vec<f32> {
-    let mut wide = vec![0f32; values.len()];
-    super::parallel::zip_chunks(values, &mut wide, CHUNK, |halves, out| {
-        for (o, h) in out.iter_mut().zip(halves) {
-            *o = f16_bits_to_f32(h.to_bits());
-        }
-    });
-    wide
+/// The f16 tensor `halves` as f32.
+fn widen(halves: &Tensor) -> TractResult<Tensor> {
+    let values = halves.try_as_plain_ram()?;
+    let values = values.as_slice::<f16>()?;
+    // SAFETY: the pieces of `out` cover it, and each is written in full.
+    let (wide, ()) = unsafe {
+        super::filled_tensor(halves.shape(), |out: &mut [f32]| {
+            super::parallel::zip_chunks(values, out, CHUNK, |halves, out| {
+                for (o, h) in out.iter_mut().zip(halves) {
+                    *o = f16_bits_to_f32(h.to_bits());
+                }
+            })
+        })?
+    };
+    Ok(wide)
 }
 
 /// Replaces every `Cast` to f32 of an f16 constant by the widened constant. Run after
@@ -60,9 +66,7 @@ pub fn fold_f16_constant_casts(model: &mut TypedModel) -> TractResult<usize> {
         {
             continue;
         }
-        let values = tensor.try_as_plain_ram()?;
-        let wide = widen(values.as_slice::<f16>()?);
-        let wide = tract_ndarray::ArrayD::from_shape_vec(tensor.shape(), wide)?.into_tensor();
+        let wide = widen(tensor)?;
         let mut patch = TypedModelPatch::default();
         let wire = patch.add_const(format!("{}.f32", node.name), wide)?;
         patch.shunt_outside(model, node.id.into(), wire)?;

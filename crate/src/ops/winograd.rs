@@ -993,25 +993,22 @@ fn quantised_replacement(
     {
         return None;
     }
-    let k0 = k0[0];
-    // 8-bit kernels read as they are (a converted copy of every kernel was most of the load).
-    let plain = kernel.try_as_plain_ram().ok()?;
+    // The kernel read as stored, each value minus k0 (a converted copy of every kernel was
+    // most of the load); types other than u8 / i8 (e.g. quantized ones) as tract casts them.
+    fn centred<K: Datum + Copy + Into<i32>>(
+        kernel: &Tensor,
+        k0: i32,
+        (c_out, c_in, dilation): (usize, usize, usize),
+    ) -> Option<WinogradConvU8> {
+        let kernel = kernel.try_as_plain_ram().ok()?;
+        let kernel = kernel.as_slice::<K>().ok()?;
+        WinogradConvU8::from_kernel(kernel, |k| k.into() - k0, None, c_out, c_in, dilation)
+    }
+    let shape = (c_out, c_in, dilation);
     let op = match kernel.datum_type() {
-        DatumType::U8 => {
-            let kernel = plain.as_slice::<u8>().ok()?;
-            WinogradConvU8::from_kernel(kernel, |k| k as i32 - k0, None, c_out, c_in, dilation)
-        }
-        DatumType::I8 => {
-            let kernel = plain.as_slice::<i8>().ok()?;
-            WinogradConvU8::from_kernel(kernel, |k| k as i32 - k0, None, c_out, c_in, dilation)
-        }
-        // Anything else (e.g. a quantized type) as tract casts it.
-        _ => {
-            let kernel = kernel.cast_to::<i32>().ok()?;
-            let kernel = kernel.try_as_plain_ram().ok()?;
-            let kernel = kernel.as_slice::<i32>().ok()?;
-            WinogradConvU8::from_kernel(kernel, |k| k - k0, None, c_out, c_in, dilation)
-        }
+        DatumType::U8 => centred::<u8>(&kernel, k0[0], shape),
+        DatumType::I8 => centred::<i8>(&kernel, k0[0], shape),
+        _ => centred::<i32>(&*kernel.cast_to::<i32>().ok()?, k0[0], shape),
     }?;
     Some((op, tvec![node.inputs[0], node.inputs[3]]))
 }
@@ -1025,7 +1022,7 @@ fn float_replacement(
 ) -> Option<(WinogradConvF32, TVec<OutletId>)> {
     let (c_in, c_out) = (conv.input_channels(), conv.output_channels());
     let kernel = const_tensor(model, node.inputs[1])?;
-    // Cast only when it is not f32 already (the fp16 kernels behind a Cast).
+    // No copy when it is f32 already (fp16 kernels are widened at load).
     let kernel = kernel.cast_to::<f32>().ok()?;
     let kernel = kernel.try_as_plain_ram().ok()?;
     let kernel = kernel.as_slice::<f32>().ok()?;
