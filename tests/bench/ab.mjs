@@ -4,8 +4,9 @@
 // on each configuration, so that a change smaller than this shared machine's drift between
 // benchmark runs still shows. Prints the median inference time of each and new / old.
 //
-//   node tests/bench/ab.mjs OLD_DIST [--runs 5] [--model isnet_quint8.onnx]
-// Configurations: the relaxed build on 1 thread, and the page's default (all cores).
+//   node tests/bench/ab.mjs OLD_DIST [--runs 5] [--model isnet_quint8.onnx] [--configs relaxed:1,default]
+// Configurations (--configs): build:threads pairs, or `default` for the page's own choice (all
+// cores); by default the relaxed build on 1 thread, and the page's default.
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -18,6 +19,11 @@ const option = (name, fallback) => optionOf(args, name, fallback);
 const other = args[0] && !args[0].startsWith('--') ? resolve(args[0]) : null;
 const runs = Number(option('--runs', 5));
 const file = option('--model', 'isnet_quint8.onnx');
+const configs = option('--configs', 'relaxed:1,default').split(',').map((config) => {
+  if (config === 'default') return {};
+  const [variant, threads] = config.split(':');
+  return { variant, threads: Number(threads) };
+});
 const models = modelDir();
 for (const [missing, what] of [
   [!other || !existsSync(join(other, 'worker.js')), 'usage: ab.mjs OLD_DIST (a built copy of www/dist)'],
@@ -45,7 +51,7 @@ try {
   console.log(`${file}, example photo: ${runs} runs each after a warm-up, old and new alternating; ` +
     `${cpus()[0].model}, ${cores} cores, load average before ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   const spec = { modelUrl: `/models/${file}`, sha256: sha256Of(file) };
-  for (const config of [{ variant: 'relaxed', threads: 1 }, {}]) {
+  for (const config of configs) {
     const builds = [];
     for (const [label, site] of [['old', '/old'], ['new', '']]) {
       const started = await call('startCutout', label, { ...spec, ...config, site });
