@@ -378,12 +378,17 @@ impl<T: Element> WinogradConv<T> {
         let blocks = self.blocks.len();
         for (index, block) in self.blocks.iter().enumerate() {
             self.transform_inputs(padded, block, tiles, &mut scratch.inputs);
-            self.multiply(block, tiles.len(), &scratch.inputs, &mut scratch.products);
             let stage = Stage {
                 accumulate: index > 0,
                 finish: (index + 1 == blocks).then_some(finish),
             };
-            self.transform_outputs(&scratch.products, tiles, (height, width), stage, out);
+            // Four output channels at a time: their products stay in L1 from the multiply to
+            // the output transform (all channels' products at once spilled out of L2).
+            for row_panel in 0..self.c_out.div_ceil(ROWS) {
+                let products = &mut scratch.products;
+                self.multiply(block, row_panel, tiles.len(), &scratch.inputs, products);
+                self.transform_outputs(row_panel, products, tiles, (height, width), &stage, out);
+            }
         }
     }
 
@@ -447,57 +452,58 @@ impl<T: Element> WinogradConv<T> {
         }
     }
 
-    /// Per position, transformed kernel x transformed inputs:
-    /// `products[position][output channel (padded to 4)][tile]`.
+    /// Per position, the transformed kernel's `row_panel` (4 output channels) x transformed
+    /// inputs: `products[position][output channel - 4 row_panel][tile]`.
     fn multiply(
         &self,
         block: &KernelBlock<T>,
+        row_panel: usize,
         tiles: usize,
         inputs: &[T],
         products: &mut Vec<T::Sum>,
     ) {
-        let row_panels = self.c_out.div_ceil(ROWS);
         let panels = tiles.div_ceil(PANEL);
         let columns = panels * PANEL;
         // Every value is written below: no zeroing (scratch is reused from chunk to chunk).
-        if products.len() < POSITIONS * row_panels * ROWS * columns {
-            products.resize(POSITIONS * row_panels * ROWS * columns, T::Sum::default());
+        if products.len() < POSITIONS * ROWS * columns {
+            products.resize(POSITIONS * ROWS * columns, T::Sum::default());
         }
         let kernel_panel = block.groups * ROWS * T::GROUP;
         let input_panel = block.groups * PANEL * T::GROUP;
         for p in 0..POSITIONS {
+            let a = &block.packed[(row_panel * POSITIONS + p) * kernel_panel..][..kernel_panel];
             let input = &inputs[p * panels * input_panel..];
-            let out = &mut products[p * row_panels * ROWS * columns..];
-            for rp in 0..row_panels {
-                let a = &block.packed[(rp * POSITIONS + p) * kernel_panel..][..kernel_panel];
-                for cp in 0..panels {
-                    let b = &input[cp * input_panel..][..input_panel];
-                    let tile = T::micro_kernel(a, b, block.groups);
-                    for (r, row) in tile.iter().enumerate() {
-                        out[(rp * ROWS + r) * columns + cp * PANEL..][..PANEL].copy_from_slice(row);
-                    }
+            let out = &mut products[p * ROWS * columns..];
+            for cp in 0..panels {
+                let b = &input[cp * input_panel..][..input_panel];
+                let tile = T::micro_kernel(a, b, block.groups);
+                for (r, row) in tile.iter().enumerate() {
+                    out[r * columns + cp * PANEL..][..PANEL].copy_from_slice(row);
                 }
             }
         }
     }
 
-    /// Turns each tile's 16 products per output channel into its 2x2 outputs and stores them
-    /// (plus the bias), or, for later channel blocks, adds them; the last block's are finished.
+    /// Turns each tile's 16 products per output channel of `row_panel` into its 2x2 outputs and
+    /// stores them (plus the bias), or, for later channel blocks, adds them; the last block's
+    /// are finished.
     ///
     /// # Safety
     /// `output` holds `c_out * height * width` values and no other thread writes these tiles.
     unsafe fn transform_outputs<F: Fn(usize, &mut [T::Sum])>(
         &self,
+        row_panel: usize,
         products: &[T::Sum],
         tiles: &[(usize, usize)],
         (height, width): (usize, usize),
-        stage: Stage<'_, F>,
+        stage: &Stage<'_, F>,
         output: &SharedOutput<T::Sum>,
     ) {
         let d = self.dilation;
         let columns = tiles.len().div_ceil(PANEL) * PANEL;
-        let position_stride = self.c_out.div_ceil(ROWS) * ROWS * columns;
-        for o in 0..self.c_out {
+        let position_stride = ROWS * columns;
+        let first = row_panel * ROWS;
+        for o in first..self.c_out.min(first + ROWS) {
             let plane = output.0.add(o * height * width);
             let bias = self.bias.as_ref().map_or(T::Sum::default(), |b| b[o]);
             // What to store at `at` for this block's `sum`: plus the bias, or the earlier blocks'.
@@ -517,7 +523,7 @@ impl<T: Element> WinogradConv<T> {
             for (panel, panel_tiles) in tiles.chunks(PANEL).enumerate() {
                 let mut m = [[T::Sum::default(); PANEL]; POSITIONS];
                 for (p, lanes) in m.iter_mut().enumerate() {
-                    let at = p * position_stride + o * columns + panel * PANEL;
+                    let at = p * position_stride + (o - first) * columns + panel * PANEL;
                     lanes.copy_from_slice(&products[at..][..PANEL]);
                 }
                 let y = transform_products::<T>(&m);
