@@ -34,7 +34,7 @@ for variant in simd relaxed threads; do
     simd) flags="-C target-feature=+simd128" ;;
     relaxed) flags="-C target-feature=+simd128,+relaxed-simd" ;;
     threads)
-      # Shared memory needs std rebuilt with atomics (nightly -Zbuild-std) and a maximum size.
+      # Shared memory needs std rebuilt with atomics (-Zbuild-std) and a maximum size.
       flags="-C target-feature=+simd128,+relaxed-simd,+atomics,+bulk-memory,+mutable-globals"
       # Current nightlies no longer imply shared memory from +atomics: ask the linker for it,
       # and export the thread-local storage hooks wasm-bindgen's thread support calls.
@@ -42,7 +42,11 @@ for variant in simd relaxed threads; do
         --export=__tls_size --export=__tls_align --export=__tls_base; do
         flags="$flags -C link-arg=$arg"
       done
-      cargo=(cargo +nightly)
+      # -Z build-std is unstable; RUSTC_BOOTSTRAP lets the stable compiler take it. Not nightly:
+      # its codegen ran our Winograd loops 18% slower (the same build of the single-threaded
+      # variant with nightly 2026-10-29 and std rebuilt: 9% slower overall; with stable and std
+      # rebuilt: unchanged).
+      cargo=(env RUSTC_BOOTSTRAP=1 cargo)
       extra=(--features threads -Z build-std=panic_abort,std) ;;
   esac
   # One target dir per variant: different RUSTFLAGS would otherwise rebuild everything each time.
