@@ -36,7 +36,7 @@ impl Default for TinyModel {
     }
 }
 
-fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
+pub(crate) fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
     pb::NodeProto {
         op_type: op.into(),
         name: name.into(),
@@ -46,7 +46,7 @@ fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProt
     }
 }
 
-fn int_attr(name: &str, value: i64) -> pb::AttributeProto {
+pub(crate) fn int_attr(name: &str, value: i64) -> pb::AttributeProto {
     pb::AttributeProto {
         name: name.into(),
         r#type: pb::attribute_proto::AttributeType::Int as i32,
@@ -55,7 +55,7 @@ fn int_attr(name: &str, value: i64) -> pb::AttributeProto {
     }
 }
 
-fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
+pub(crate) fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{dimension::Value, Dimension};
     pb::ValueInfoProto {
         name: name.into(),

@@ -4,10 +4,16 @@
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::array::TypedConcat;
 
-/// `x -> (u8 quantized, f32 scale, u8 zero point)` with ONNX DynamicQuantizeLinear semantics.
+/// `x -> (u8 quantized, f32 scale, u8 zero point)` with ONNX DynamicQuantizeLinear semantics,
+/// of one input, or of several concatenated along `axis` where only 1s precede it (so the
+/// concatenation is the inputs one after another in memory). The second form replaces a
+/// Concat whose only reader is the quantizer: tract would copy up to 134 MB first, serially.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
-pub struct FastDynamicQuantizeU8;
+pub struct FastDynamicQuantizeU8 {
+    axis: usize,
+}
 
 /// Adding then subtracting 1.5 * 2^23 rounds an f32 to the nearest integer, ties to even,
 /// exactly, for |v| < 2^22. Quantized values are within [-255, 255].
@@ -53,25 +59,38 @@ const CHUNK: usize = 1 << 16;
 
 /// Returns (scale, zero point) and writes the quantized values. min/max and the per-element
 /// rounding are exact, so splitting the work over threads changes no byte.
+#[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
 pub fn quantize(xs: &[f32], out: &mut [u8]) -> (f32, u8) {
-    let (lo, hi) = super::parallel::map_chunks(xs, CHUNK, min_max_with_zero)
-        .into_iter()
+    quantize_parts(&[xs], out)
+}
+
+/// [`quantize`] of the concatenation of `parts` (into `out`, as long as all of them).
+fn quantize_parts(parts: &[&[f32]], out: &mut [u8]) -> (f32, u8) {
+    assert_eq!(parts.iter().map(|xs| xs.len()).sum::<usize>(), out.len());
+    let (lo, hi) = parts
+        .iter()
+        .flat_map(|xs| super::parallel::map_chunks(xs, CHUNK, min_max_with_zero))
         .fold((0f32, 0f32), |(lo, hi), (l, h)| (lo.min(l), hi.max(h)));
     let scale = (hi - lo) / 255.0;
     let zero_point = (-lo / scale).round_ties_even().clamp(0.0, 255.0) as u8;
     let zp = zero_point as f32;
-    super::parallel::zip_chunks(xs, out, CHUNK, |xs, out| {
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        let (xs, out) = {
-            let done = wasm_simd::quantize(xs, out, scale, zp);
-            (&xs[done..], &mut out[done..])
-        };
-        for (x, y) in xs.iter().zip(out.iter_mut()) {
-            // Integer-valued sums are exact, so this equals round_ties_even(x / scale) + zp.
-            let q = ((x / scale) + ROUNDING_MAGIC) - ROUNDING_MAGIC + zp;
-            *y = q.clamp(0.0, 255.0) as u8;
-        }
-    });
+    let mut rest = out;
+    for xs in parts {
+        let (out, tail) = std::mem::take(&mut rest).split_at_mut(xs.len());
+        rest = tail;
+        super::parallel::zip_chunks(xs, out, CHUNK, |xs, out| {
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            let (xs, out) = {
+                let done = wasm_simd::quantize(xs, out, scale, zp);
+                (&xs[done..], &mut out[done..])
+            };
+            for (x, y) in xs.iter().zip(out.iter_mut()) {
+                // Integer-valued sums are exact, so this equals round_ties_even(x / scale) + zp.
+                let q = ((x / scale) + ROUNDING_MAGIC) - ROUNDING_MAGIC + zp;
+                *y = q.clamp(0.0, 255.0) as u8;
+            }
+        });
+    }
     (scale, zero_point)
 }
 
@@ -154,12 +173,38 @@ impl EvalOp for FastDynamicQuantizeU8 {
     tract_onnx::tract_core::op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = inputs[0].cast_to::<f32>()?;
-        let xs = input.try_as_plain_ram()?;
-        let xs = xs.as_slice::<f32>()?;
-        // SAFETY: `quantize` writes every output value.
+        let inputs = inputs
+            .iter()
+            .map(|input| input.cast_to::<f32>())
+            .collect::<TractResult<Vec<_>>>()?;
+        let views = inputs
+            .iter()
+            .map(|input| input.try_as_plain_ram())
+            .collect::<TractResult<Vec<_>>>()?;
+        let parts = views
+            .iter()
+            .map(|view| view.as_slice::<f32>())
+            .collect::<TractResult<Vec<_>>>()?;
+        let mut shape: TVec<usize> = inputs[0].shape().into();
+        for input in &inputs[1..] {
+            let other = input.shape();
+            ensure!(
+                other.len() == shape.len()
+                    && (0..shape.len()).all(|a| a == self.axis || other[a] == shape[a]),
+                "FastDynamicQuantizeU8: cannot concatenate {other:?} to {:?} on axis {}",
+                inputs[0].shape(),
+                self.axis
+            );
+            shape[self.axis] += other[self.axis];
+        }
+        ensure!(
+            inputs.len() == 1 || shape[..self.axis].iter().all(|&d| d == 1),
+            "FastDynamicQuantizeU8: inputs {shape:?} are not laid one after another on axis {}",
+            self.axis
+        );
+        // SAFETY: `quantize_parts` writes every output value.
         let (quantized, (scale, zero_point)) =
-            unsafe { super::filled_tensor(input.shape(), |out| quantize(xs, out))? };
+            unsafe { super::filled_tensor(&shape, |out| quantize_parts(&parts, out))? };
         Ok(tvec!(
             quantized.into_tvalue(),
             tensor0(scale).into_tvalue(),
@@ -174,21 +219,59 @@ impl TypedOp for FastDynamicQuantizeU8 {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let mut quantized = inputs[0].without_value();
         quantized.datum_type = u8::datum_type();
+        for input in &inputs[1..] {
+            let length = quantized.shape[self.axis].clone() + &input.shape[self.axis];
+            quantized.shape.set(self.axis, length);
+        }
         Ok(tvec!(quantized, f32::scalar_fact(), u8::scalar_fact()))
     }
 }
 
 /// Replaces tract's `DynamicQuantizeLinearU8` nodes (the op type is private to tract-onnx, so it
-/// is recognised by name and by its f32 -> (u8, f32, u8) signature).
+/// is recognised by name and by its f32 -> (u8, f32, u8) signature); where the quantizer is the
+/// only reader of a Concat of f32 tensors laid one after another, it reads the Concat's inputs.
 pub(super) fn use_fast_dynamic_quantize(model: &mut TypedModel) -> TractResult<usize> {
-    super::replace_nodes(model, |model, node| {
+    let replaced = super::replace_nodes_wired(model, |model, node| {
         let outputs: Vec<DatumType> = node.outputs.iter().map(|o| o.fact.datum_type).collect();
         let matches = node.op().name() == "DynamicQuantizeLinearU8"
             && node.inputs.len() == 1
             && model.outlet_fact(node.inputs[0])?.datum_type == f32::datum_type()
             && outputs == [u8::datum_type(), f32::datum_type(), u8::datum_type()];
-        Ok(matches.then_some(FastDynamicQuantizeU8))
-    })
+        if !matches {
+            return Ok(None);
+        }
+        let input = node.inputs[0];
+        if let Some(axis) = contiguous_concat(model, input)? {
+            let concat = model.node(input.node);
+            return Ok(Some((
+                FastDynamicQuantizeU8 { axis },
+                concat.inputs.iter().copied().collect(),
+            )));
+        }
+        Ok(Some((FastDynamicQuantizeU8::default(), tvec!(input))))
+    })?;
+    // Drops the Concats nothing reads any more.
+    model.compact()?;
+    Ok(replaced)
+}
+
+/// The axis of the Concat producing `outlet`, if its output has no other reader, its inputs are
+/// f32, and only 1s precede the axis (each input is then one block of the output).
+fn contiguous_concat(model: &TypedModel, outlet: OutletId) -> TractResult<Option<usize>> {
+    let node = model.node(outlet.node);
+    let Some(concat) = node.op_as::<TypedConcat>() else {
+        return Ok(None);
+    };
+    let fact = model.outlet_fact(outlet)?;
+    let leading_ones = fact.shape.iter().take(concat.axis).all(|d| d.is_one());
+    let f32_inputs = node.inputs.iter().all(|&input| {
+        model
+            .outlet_fact(input)
+            .is_ok_and(|fact| fact.datum_type == f32::datum_type())
+    });
+    let only_reader =
+        model.outlet_successors(outlet).len() == 1 && !model.outputs.contains(&outlet);
+    Ok((leading_ones && f32_inputs && only_reader).then_some(concat.axis))
 }
 
 /// tract's `OffsetU8asI8` (u8 -> i8 by subtracting 128, which the int8 kernels take), as a plain
@@ -279,5 +362,113 @@ mod tests {
         let mut ours = vec![9u8; 8];
         quantize(&[0.0; 8], &mut ours);
         assert_eq!(ours, reference(&[0.0; 8]).0);
+    }
+
+    #[test]
+    fn parts_quantize_as_their_concatenation() {
+        let xs: Vec<f32> = (0..70_001)
+            .map(|i| ((i * 7919) % 1000) as f32 / 97.0 - 3.0)
+            .collect();
+        let mut whole = vec![0u8; xs.len()];
+        let expected = quantize(&xs, &mut whole);
+        let (a, rest) = xs.split_at(17);
+        let (b, c) = rest.split_at(66_000);
+        let mut parts = vec![0u8; xs.len()];
+        assert_eq!(quantize_parts(&[a, b, c], &mut parts), expected);
+        assert_eq!(parts, whole);
+    }
+
+    /// ONNX `Concat(a, b)` on `axis` into `DynamicQuantizeLinear`, with `extra` a second reader
+    /// of the concatenation, optimised by tract.
+    fn concat_then_quantize(
+        a: &[i64],
+        b: &[i64],
+        axis: i64,
+        extra: bool,
+    ) -> TractResult<TypedModel> {
+        use crate::tiny_model::{int_attr, node, value_info};
+        use prost::Message;
+        use tract_onnx::pb;
+        let mut concat = node("Concat", "concat", &["a", "b"], &["ab"]);
+        concat.attribute.push(int_attr("axis", axis));
+        let outputs = ["q", "scale", "zero_point"];
+        let mut nodes = vec![
+            concat,
+            node("DynamicQuantizeLinear", "quantize", &["ab"], &outputs),
+        ];
+        let mut output: Vec<pb::ValueInfoProto> = outputs
+            .iter()
+            .map(|name| pb::ValueInfoProto {
+                name: name.to_string(),
+                ..Default::default()
+            })
+            .collect();
+        if extra {
+            nodes.push(node("Relu", "relu", &["ab"], &["r"]));
+            output.push(pb::ValueInfoProto {
+                name: "r".into(),
+                ..Default::default()
+            });
+        }
+        let graph = pb::GraphProto {
+            node: nodes,
+            input: vec![value_info("a", a), value_info("b", b)],
+            output,
+            ..Default::default()
+        };
+        let proto = pb::ModelProto {
+            ir_version: 8,
+            opset_import: vec![pb::OperatorSetIdProto {
+                domain: String::new(),
+                version: 15,
+            }],
+            graph: Some(graph),
+            ..Default::default()
+        };
+        let bytes = proto.encode_to_vec();
+        tract_onnx::onnx()
+            .model_for_read(&mut &bytes[..])?
+            .into_typed()?
+            .into_decluttered()?
+            .into_optimized()
+    }
+
+    #[test]
+    fn reads_the_inputs_of_a_concat_only_it_reads_with_the_same_bytes() -> TractResult<()> {
+        let ramp = |shape: &[usize], step: f32| -> TractResult<TValue> {
+            let len = shape.iter().product::<usize>();
+            let values = (0..len)
+                .map(|i| (i as f32 * step).sin() * 4.0 - 1.0)
+                .collect();
+            Ok(tract_ndarray::ArrayD::from_shape_vec(shape, values)?.into_tvalue())
+        };
+        // (a, b, axis, a second reader of the concatenation, fused)
+        for (a, b, axis, extra, fused) in [
+            ([1, 2, 3, 5], [1, 3, 3, 5], 1, false, true),
+            ([1, 2, 3, 5], [1, 2, 4, 5], 2, false, false),
+            ([1, 2, 3, 5], [1, 3, 3, 5], 1, true, false),
+        ] {
+            let inputs = || -> TractResult<TVec<TValue>> {
+                let (a, b) = (a.map(|d| d as usize), b.map(|d| d as usize));
+                Ok(tvec![ramp(&a, 0.37)?, ramp(&b, 0.11)?])
+            };
+            let tracts = concat_then_quantize(&a, &b, axis, extra)?
+                .into_runnable()?
+                .run(inputs()?)?;
+            let mut model = concat_then_quantize(&a, &b, axis, extra)?;
+            assert_eq!(use_fast_dynamic_quantize(&mut model)?, 1);
+            let concats = model
+                .nodes()
+                .iter()
+                .filter(|n| n.op_is::<TypedConcat>())
+                .count();
+            assert_eq!(concats, usize::from(!fused), "{a:?} + {b:?} on axis {axis}");
+            let ours = model.into_runnable()?.run(inputs()?)?;
+            assert_eq!(ours.len(), tracts.len());
+            for (ours, tracts) in ours.iter().zip(&tracts) {
+                assert_eq!(ours, tracts, "{a:?} + {b:?} on axis {axis}");
+            }
+        }
+        Ok(())
     }
 }
