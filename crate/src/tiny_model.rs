@@ -97,6 +97,21 @@ fn weights(name: &str, dims: &[i64], values: &[f32], fp16: bool) -> pb::TensorPr
     t
 }
 
+/// `graph` as a serialised ONNX model (opset 15).
+pub(crate) fn model_bytes(graph: pb::GraphProto) -> Vec<u8> {
+    pb::ModelProto {
+        ir_version: 8,
+        producer_name: "cutout-tests".into(),
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 15,
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
 impl TinyModel {
     /// The serialised ONNX model.
     pub fn onnx_bytes(&self) -> Vec<u8> {
@@ -170,17 +185,7 @@ impl TinyModel {
             ],
             ..Default::default()
         };
-        pb::ModelProto {
-            ir_version: 8,
-            producer_name: "cutout-tests".into(),
-            opset_import: vec![pb::OperatorSetIdProto {
-                domain: String::new(),
-                version: 15,
-            }],
-            graph: Some(graph),
-            ..Default::default()
-        }
-        .encode_to_vec()
+        model_bytes(graph)
     }
 
     /// A manifest entry describing this model (RMBG-1.4 conventions; logits if `sigmoid` is off).

@@ -231,6 +231,7 @@ impl TypedOp for FastDynamicQuantizeU8 {
 /// is recognised by name and by its f32 -> (u8, f32, u8) signature); where the quantizer is the
 /// only reader of a Concat of f32 tensors laid one after another, it reads the Concat's inputs.
 pub(super) fn use_fast_dynamic_quantize(model: &mut TypedModel) -> TractResult<usize> {
+    let concats_read = std::cell::Cell::new(0);
     let replaced = super::replace_nodes_wired(model, |model, node| {
         let outputs: Vec<DatumType> = node.outputs.iter().map(|o| o.fact.datum_type).collect();
         let matches = node.op().name() == "DynamicQuantizeLinearU8"
@@ -243,6 +244,7 @@ pub(super) fn use_fast_dynamic_quantize(model: &mut TypedModel) -> TractResult<u
         let input = node.inputs[0];
         if let Some(axis) = contiguous_concat(model, input)? {
             let concat = model.node(input.node);
+            concats_read.set(concats_read.get() + 1);
             return Ok(Some((
                 FastDynamicQuantizeU8 { axis },
                 concat.inputs.iter().copied().collect(),
@@ -250,8 +252,10 @@ pub(super) fn use_fast_dynamic_quantize(model: &mut TypedModel) -> TractResult<u
         }
         Ok(Some((FastDynamicQuantizeU8::default(), tvec!(input))))
     })?;
-    // Drops the Concats nothing reads any more.
-    model.compact()?;
+    if concats_read.get() > 0 {
+        // Drops the Concats nothing reads any more (a rebuild of the graph, so only then).
+        model.compact()?;
+    }
     Ok(replaced)
 }
 
@@ -386,9 +390,12 @@ mod tests {
         axis: i64,
         extra: bool,
     ) -> TractResult<TypedModel> {
-        use crate::tiny_model::{int_attr, node, value_info};
-        use prost::Message;
+        use crate::tiny_model::{int_attr, model_bytes, node, value_info};
         use tract_onnx::pb;
+        let untyped = |name: &str| pb::ValueInfoProto {
+            name: name.into(),
+            ..Default::default()
+        };
         let mut concat = node("Concat", "concat", &["a", "b"], &["ab"]);
         concat.attribute.push(int_attr("axis", axis));
         let outputs = ["q", "scale", "zero_point"];
@@ -396,36 +403,17 @@ mod tests {
             concat,
             node("DynamicQuantizeLinear", "quantize", &["ab"], &outputs),
         ];
-        let mut output: Vec<pb::ValueInfoProto> = outputs
-            .iter()
-            .map(|name| pb::ValueInfoProto {
-                name: name.to_string(),
-                ..Default::default()
-            })
-            .collect();
+        let mut output: Vec<pb::ValueInfoProto> = outputs.into_iter().map(untyped).collect();
         if extra {
             nodes.push(node("Relu", "relu", &["ab"], &["r"]));
-            output.push(pb::ValueInfoProto {
-                name: "r".into(),
-                ..Default::default()
-            });
+            output.push(untyped("r"));
         }
-        let graph = pb::GraphProto {
+        let bytes = model_bytes(pb::GraphProto {
             node: nodes,
             input: vec![value_info("a", a), value_info("b", b)],
             output,
             ..Default::default()
-        };
-        let proto = pb::ModelProto {
-            ir_version: 8,
-            opset_import: vec![pb::OperatorSetIdProto {
-                domain: String::new(),
-                version: 15,
-            }],
-            graph: Some(graph),
-            ..Default::default()
-        };
-        let bytes = proto.encode_to_vec();
+        });
         tract_onnx::onnx()
             .model_for_read(&mut &bytes[..])?
             .into_typed()?
