@@ -8,18 +8,19 @@ CLI := $(TARGET)/release/cutout
 PORT ?= 8080
 # CI checks decoder parity on a subset to save time; `make parity PARITY_ARGS=` runs it on all.
 PARITY_ARGS ?= --decoder-images 11
-ISNET_SHA256 := 7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a
 
 .PHONY: serve build package package-tests run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench bench-ab bench-native lint tools
 
-# The web app on http://127.0.0.1:$(PORT)/ (IS-Net from ../shared or target/models mounted at /models).
-serve: build
-	@models=$$( [ -f $(SHARED)/models/isnet_quint8.onnx ] && echo $(SHARED)/models || echo target/models ); \
-	if [ -f $$models/isnet_quint8.onnx ]; then \
-	  echo "Open http://127.0.0.1:$(PORT)/?model=/models/isnet_quint8.onnx&sha256=$(ISNET_SHA256)"; \
-	  echo "(or http://127.0.0.1:$(PORT)/ for the manifest's default model, downloaded from its URL)"; \
-	  node www/serve.mjs --port $(PORT) --mount /models=$$models; \
-	else node www/serve.mjs --port $(PORT); fi
+# The web app on http://127.0.0.1:$(PORT)/. Where the IS-Net files are here (../shared/models, or
+# target/models from models/fetch-isnet.sh), the server also plays their public host, so the
+# plain URL's first run (the default model, downloaded after the user accepts) works offline;
+# they are mounted at /models too.
+serve: tools build test-models
+	@models=$$( [ -f $(SHARED)/models/isnet_fp16.onnx ] && echo $(SHARED)/models || echo target/models ); \
+	if [ -f $$models/isnet_fp16.onnx ] || [ -f $$models/isnet_quint8.onnx ]; then \
+	  echo "Open http://127.0.0.1:$(PORT)/"; \
+	  node www/serve.mjs --port $(PORT) --mount /models=$$models --public-mirror $$models; \
+	else echo "Open http://127.0.0.1:$(PORT)/"; node www/serve.mjs --port $(PORT); fi
 
 # The deployable static site in www/dist (both wasm builds, page, worker, manifest).
 build:
@@ -32,14 +33,15 @@ package: build
 cli:
 	cargo build --release
 
-# The CLI on the example photo, with IS-Net from ../shared when present, else the manifest's default
-# model (downloaded once into the user cache).
-run: cli
-	@model=$$( [ -f $(SHARED)/models/isnet_quint8.onnx ] && echo $(SHARED)/models/isnet_quint8.onnx || echo rmbg-1.4 ); \
+# The CLI on the example photo, with IS-Net fp16 from ../shared when present, else the manifest's
+# default (the same model, downloaded once into the user cache).
+run: tools cli
+	@model=$$( [ -f $(SHARED)/models/isnet_fp16.onnx ] && echo $(SHARED)/models/isnet_fp16.onnx || echo isnet-fp16 ); \
 	input=$$( [ -f $(EXAMPLE) ] && echo $(EXAMPLE) || echo "$${INPUT:?set INPUT=photo.jpg}" ); \
 	$(CLI) -i "$$input" -o example-cutout.png --force --model "$$model" --timings
 
-# Installs the toolchain pieces the build and tests need (idempotent).
+# Installs the toolchain pieces the build and tests need (idempotent: fast when nothing is
+# missing); the first step of `make serve` and `make test`.
 tools:
 	.ci/install-tools
 
@@ -77,7 +79,7 @@ package-tests: package tests/browser/node_modules/.installed
 parity: venv cli
 	$(PYTHON) tests/python/parity.py $(PARITY_ARGS)
 
-test: venv test-models rust-tests parity build wasm-tests browser-tests package-tests
+test: tools venv test-models rust-tests parity build wasm-tests browser-tests package-tests
 
 eval: venv cli
 	$(PYTHON) tests/python/eval.py

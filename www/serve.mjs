@@ -4,9 +4,14 @@
 // cross-origin isolation headers (threads), and optional extra directories mounted at a path
 // (e.g. self-hosted models).
 //
-//   node www/serve.mjs [--port 8080] [--root www/dist] [--mount /models=../shared/models]
+// With --public-mirror DIR it also plays the public model hosts for the models whose files are
+// in DIR: their URLs (IMG.LY's CDN parts, Hugging Face files) are served under
+// /public-hosts/<host>/<path> from those files, and the site's models.json points there, so the
+// plain URL's first run works offline exactly as it does against the real hosts.
+//
+//   node www/serve.mjs [--port 8080] [--root www/dist] [--mount /models=../shared/models] [--public-mirror DIR]
 import { createServer as createHttpServer } from 'node:http';
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -53,12 +58,46 @@ function resolveFile(dir, urlPath) {
   }
 }
 
+const MIRROR_PREFIX = '/public-hosts/';
+
+// The manifest's public URLs whose files are in `dir`, as local routes: {routes: Map(path ->
+// {path, start, end}), manifestFor(origin)}.
+function publicMirror(root, dir) {
+  const manifest = JSON.parse(readFileSync(join(root, 'models.json'), 'utf8'));
+  const routes = new Map();
+  const local = (url) => MIRROR_PREFIX + url.replace(/^https?:\/\//, '');
+  const mirrored = [];
+  for (const entry of manifest.models) {
+    const file = join(dir, entry.file);
+    if (!existsSync(file)) continue;
+    if (entry.url) routes.set(local(entry.url), { path: file });
+    let offset = 0;
+    for (const part of entry.parts || []) {
+      routes.set(local(entry.parts_base_url + part.sha256), { path: file, start: offset, end: offset + part.size - 1 });
+      offset += part.size;
+    }
+    mirrored.push(entry.id);
+  }
+  const manifestFor = (origin) => {
+    const copy = structuredClone(manifest);
+    for (const entry of copy.models) {
+      if (!mirrored.includes(entry.id)) continue;
+      if (entry.url) entry.url = origin + local(entry.url);
+      if (entry.parts_base_url) entry.parts_base_url = origin + local(entry.parts_base_url);
+    }
+    return JSON.stringify(copy);
+  };
+  return { routes, manifestFor, mirrored };
+}
+
 // mounts: {'/models': '/abs/dir'}; onRequest(pathname) is told about every request;
 // handlers: {'/path': (req, res) => ...} answer exact paths themselves (tests use this);
 // headersFor(pathname) adds or (with null) removes response headers (the benchmark uses this).
-export function createServer({ root, mounts = {}, onRequest = () => {}, handlers = {}, headersFor = () => ({}) }) {
+// publicMirrorDir: see --public-mirror above.
+export function createServer({ root, mounts = {}, onRequest = () => {}, handlers = {}, headersFor = () => ({}), publicMirrorDir = null }) {
   const dirs = Object.entries(mounts).map(([prefix, dir]) => [prefix.replace(/\/$/, ''), resolve(dir)]);
   const rootDir = resolve(root);
+  const mirror = publicMirrorDir ? publicMirror(rootDir, resolve(publicMirrorDir)) : null;
   return createHttpServer((req, res) => {
     let pathname;
     try {
@@ -69,6 +108,17 @@ export function createServer({ root, mounts = {}, onRequest = () => {}, handlers
     }
     onRequest(pathname, req);
     if (handlers[pathname]) return handlers[pathname](req, res);
+    if (mirror && pathname === '/models.json') {
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache' }).end(mirror.manifestFor(`http://${req.headers.host}`));
+      return;
+    }
+    const mirrored = mirror?.routes.get(pathname);
+    if (mirrored) {
+      const size = mirrored.end === undefined ? statSync(mirrored.path).size : mirrored.end - mirrored.start + 1;
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': size, 'Access-Control-Allow-Origin': '*', 'Cache-Control': 'no-cache' });
+      createReadStream(mirrored.path, { start: mirrored.start, end: mirrored.end }).pipe(res);
+      return;
+    }
     const mount = dirs.find(([prefix]) => pathname.startsWith(prefix + '/'));
     const file = mount ? resolveFile(mount[1], pathname.slice(mount[0].length)) : resolveFile(rootDir, pathname);
     const headers = {
@@ -107,8 +157,14 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const root = opt('--root', join(here, 'dist'));
   const port = Number(opt('--port', 8080));
   const host = opt('--host', '127.0.0.1');
-  createServer({ root, mounts }).listen(port, host, () => {
+  const publicMirrorDir = opt('--public-mirror', null);
+  const server = createServer({ root, mounts, publicMirrorDir });
+  server.listen(port, host, () => {
     console.log(`Cutout is served at http://${host}:${port}/ (from ${root}); press Ctrl+C to stop.`);
     for (const [prefix, dir] of Object.entries(mounts)) console.log(`  ${prefix}/ -> ${dir}`);
+    if (publicMirrorDir) {
+      const { mirrored } = publicMirror(resolve(root), resolve(publicMirrorDir));
+      console.log(`  models ${mirrored.join(', ') || '(none)'} come from a local copy of their public hosts (${publicMirrorDir}); the rest from the real hosts`);
+    }
   });
 }

@@ -20,9 +20,27 @@ pub struct Manifest {
 pub struct ModelEntry {
     pub id: String,
     pub name: String,
+    /// The licence in one line, shown before the first download.
     pub licence: String,
-    /// Where the product downloads it from; `None` when no single-file download exists.
+    /// Where the licence's full text or terms are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licence_url: Option<String>,
+    /// Who hosts the file, in words (shown with the licence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The official host refuses anonymous downloads (an account must accept the terms): only a
+    /// mirror (`CUTOUT_MODEL_BASE_URL`, `modelBaseUrl`) can serve it.
+    #[serde(default)]
+    pub gated: bool,
+    /// Where the product downloads it from as one file; `None` when it comes in parts or has no
+    /// public download.
     pub url: Option<String>,
+    /// Base URL of a model published in chunks (`<parts_base_url><part sha256>`, the layout of
+    /// IMG.LY's CDN): downloaded in order, each part verified, assembled into `file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts_base_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<ModelPart>,
     /// File name used in caches and when a mirror base URL replaces the official host.
     pub file: String,
     /// Byte size, when known.
@@ -34,6 +52,22 @@ pub struct ModelEntry {
     pub input: InputSpec,
     pub normalisation: Normalisation,
     pub output: OutputSpec,
+}
+
+/// One chunk of a model published in parts; its file name on the host is its sha256.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelPart {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// Where a model's bytes come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Download {
+    /// One file at this URL.
+    File(String),
+    /// Parts fetched in order from these URLs and concatenated.
+    Parts(Vec<(String, ModelPart)>),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -84,10 +118,28 @@ impl Manifest {
             if self.models[..i].iter().any(|other| other.id == entry.id) {
                 return bad(format!("model id '{}' is listed twice", entry.id));
             }
-            if let Some(hash) = &entry.sha256 {
-                if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let hashes = entry
+                .sha256
+                .iter()
+                .chain(entry.parts.iter().map(|p| &p.sha256));
+            if hashes.into_iter().any(|hash| !is_sha256_hex(hash)) {
+                return bad(format!(
+                    "model '{}': sha256 must be 64 hex digits",
+                    entry.id
+                ));
+            }
+            if !entry.parts.is_empty() {
+                if entry.url.is_some() || entry.parts_base_url.is_none() {
                     return bad(format!(
-                        "model '{}': sha256 must be 64 hex digits",
+                        "model '{}': a model in parts has parts_base_url and no url",
+                        entry.id
+                    ));
+                }
+                let total: u64 = entry.parts.iter().map(|p| p.size).sum();
+                if entry.size != Some(total) || entry.sha256.is_none() {
+                    return bad(format!(
+                        "model '{}': its parts add up to {total} bytes; size and sha256 must \
+                         describe the assembled file",
                         entry.id
                     ));
                 }
@@ -136,6 +188,31 @@ impl ModelEntry {
             None => self.url.clone(),
         }
     }
+
+    /// What to fetch: a mirror always serves the assembled file (`<mirror_base>/<file>`, what
+    /// `cutout models fetch --dir` writes); the official host serves one file or the parts.
+    pub fn download(&self, mirror_base: Option<&str>) -> Option<Download> {
+        if let Some(url) = self.download_url(mirror_base) {
+            return Some(Download::File(url));
+        }
+        let base = self.parts_base_url.as_deref()?;
+        Some(Download::Parts(
+            self.parts
+                .iter()
+                .map(|part| (format!("{base}{}", part.sha256), part.clone()))
+                .collect(),
+        ))
+    }
+
+    /// A download is verified against a hash the manifest pins; otherwise the first download's
+    /// hash is recorded and enforced (trust on first download).
+    pub fn is_pinned(&self) -> bool {
+        self.sha256.is_some()
+    }
+}
+
+pub fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]
@@ -145,8 +222,9 @@ mod tests {
     #[test]
     fn builtin_manifest_is_valid_and_complete() {
         let m = Manifest::builtin();
-        assert_eq!(m.default, "rmbg-1.4");
+        assert_eq!(m.default, "isnet-fp16");
         for id in [
+            "ormbg",
             "rmbg-1.4",
             "rmbg-1.4-fp16",
             "rmbg-1.4-fp32",
@@ -178,7 +256,43 @@ mod tests {
                 .unwrap(),
             "http://127.0.0.1:8080/models/rmbg-1.4-quantized.onnx"
         );
-        assert!(m.get("isnet").unwrap().download_url(None).is_none());
+        assert_eq!(
+            m.get("isnet").unwrap().download(Some("https://my.host/m")),
+            Some(Download::File("https://my.host/m/isnet_quint8.onnx".into()))
+        );
+    }
+
+    /// With no override, every download goes to the real public host: the default's parts to
+    /// IMG.LY's CDN under their sha256 names, ormbg to its public Hugging Face repository.
+    #[test]
+    fn without_a_mirror_the_open_models_come_from_their_public_hosts() {
+        let m = Manifest::builtin();
+        let default = m.default_entry();
+        assert!(!default.gated && default.is_pinned());
+        let Some(Download::Parts(parts)) = default.download(None) else {
+            panic!("the default comes in parts");
+        };
+        assert_eq!(parts.len(), 22);
+        assert_eq!(
+            parts[0].0,
+            "https://staticimgly.com/@imgly/background-removal-data/1.4.5/dist/\
+             fe1b9f06af9d2147016884f4eb683d4dc540244a7453c3b742ae527725df2eec"
+        );
+        assert_eq!(
+            m.get("ormbg").unwrap().download(None),
+            Some(Download::File(
+                "https://huggingface.co/schirrmacher/ormbg/resolve/main/ormbg.onnx".into()
+            ))
+        );
+        assert!(m.get("rmbg-1.4").unwrap().gated);
+        assert!(!m.get("rmbg-2.0").unwrap().is_pinned());
+        for entry in &m.models {
+            assert!(
+                entry.licence_url.is_some(),
+                "{} has no licence link",
+                entry.id
+            );
+        }
     }
 
     #[test]
@@ -197,5 +311,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("64 hex digits"), "{err}");
+        let mut m = Manifest::builtin();
+        m.models[0].parts.pop();
+        let err = Manifest::parse(&serde_json::to_string(&m).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("parts add up to"), "{err}");
     }
 }

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
-  ISNET_SHA256, SHARED, cachedModelUrls, photosMissing, chromiumPath, inspectResult, itemInfo, launch, modelDir, serve,
+  ISNET_SHA256, SHARED, acceptFirstRun, cachedModelUrls, photosMissing, chromiumPath, inspectResult, itemInfo, launch, modelDir, serve,
   waitForItem, waitForModel,
 } from './harness.mjs';
 
@@ -115,6 +115,7 @@ test('a model with the wrong hash is refused with a clear message and nothing is
   const { page } = browser;
   const wrong = 'ab'.repeat(32);
   await page.goto(url({ model: '/mirror/isnet_quint8.onnx', sha256: wrong }));
+  await acceptFirstRun(page);
   await page.waitForSelector('#model-status.error', { timeout: 120_000 });
   const message = await page.textContent('#model-status');
   assert.match(message, /hash mismatch/);
@@ -126,6 +127,7 @@ test('a model with the wrong hash is refused with a clear message and nothing is
 test('a download cut mid-way gives a retryable error and stores nothing', { skip: skipPhotos }, async () => {
   const { page } = browser;
   await page.goto(url({ model: '/cut/isnet_quint8.onnx', sha256: ISNET_SHA256 }));
+  await acceptFirstRun(page);
   await page.waitForSelector('#model-status.error', { timeout: 120_000 });
   assert.match(await page.textContent('#model-status'), /interrupted|cut/);
   assert.ok(!(await cachedModelUrls(page)).some((u) => u.includes('/cut/')));

@@ -1,7 +1,8 @@
 // Shared set-up for the browser tests: the built site served on 127.0.0.1 (with the real models
 // mounted beside it), and Debian's Chromium driven by playwright-core with a fresh profile.
 import { execSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -64,6 +65,8 @@ export async function launch() {
     args: [
       '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync',
+      // The stand-ins for the public model hosts serve https with a certificate made for the test.
+      '--ignore-certificate-errors',
     ],
   });
   const page = context.pages()[0] || (await context.newPage());
@@ -81,8 +84,23 @@ export async function launch() {
   };
 }
 
+// Accepts the first-run card (the download the page asks about before any model is fetched).
+export async function acceptFirstRun(page) {
+  await page.waitForSelector('#first-run:not([hidden])', { timeout: 60_000 });
+  await page.click('#first-run-accept');
+}
+
+// Waits until a model is ready, accepting the first-run card if the page asks first.
 export async function waitForModel(page, timeout = 180_000) {
-  await page.waitForFunction(() => document.body.dataset.modelReady === 'true', null, { timeout, polling: 250 });
+  const outcome = await page.waitForFunction(
+    () => (document.body.dataset.modelReady === 'true' ? 'ready' : !document.getElementById('first-run').hidden ? 'ask' : false),
+    null,
+    { timeout, polling: 250 },
+  );
+  if ((await outcome.jsonValue()) === 'ask') {
+    await page.click('#first-run-accept');
+    await page.waitForFunction(() => document.body.dataset.modelReady === 'true', null, { timeout, polling: 250 });
+  }
 }
 
 // Waits until the queue item for `name` reaches a final state and returns it.
@@ -133,6 +151,58 @@ export async function inspectResult(page, href, points) {
     },
     { href, points },
   );
+}
+
+// A stand-in for a public model host on its own origin (https on 127.0.0.1, a certificate made
+// for the run): `routes` maps paths to {body} | {status} | {body, cut: bytes}; `cors: false`
+// leaves out Access-Control-Allow-Origin, as a host that does not allow other sites.
+export async function publicHost(routes) {
+  const dir = mkdtempSync(join(tmpdir(), 'cutout-tls-'));
+  execSync(
+    `openssl req -x509 -newkey rsa:2048 -nodes -keyout ${dir}/key.pem -out ${dir}/cert.pem -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1`,
+    { stdio: 'ignore' },
+  );
+  const hits = new Map();
+  const server = createHttpsServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }, (req, res) => {
+    const path = new URL(req.url, 'https://localhost').pathname;
+    hits.set(path, (hits.get(path) || 0) + 1);
+    const route = routes.get(path);
+    const cors = route?.cors === false ? {} : { 'Access-Control-Allow-Origin': '*' };
+    if (!route) return res.writeHead(404, cors).end('not found');
+    if (route.status) return res.writeHead(route.status, cors).end('refused');
+    res.writeHead(200, { ...cors, 'Content-Type': 'application/octet-stream', 'Content-Length': route.body.length });
+    if (req.method === 'HEAD') return res.end();
+    if (route.cut) return res.write(route.body.subarray(0, route.cut), () => res.destroy());
+    res.end(route.body);
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  const base = `https://127.0.0.1:${server.address().port}`;
+  return { base, hits, routes, close: () => new Promise((ok) => server.close(ok)) };
+}
+
+// The site's manifest with each public host replaced by `base`, paths unchanged (as the CLI's
+// tests do): served as the page's models.json.
+export function manifestOn(base) {
+  const manifest = JSON.parse(readFileSync(join(ROOT, 'models/manifest.json'), 'utf8'));
+  const local = (url) => url && `${base}/${url.split('/').slice(3).join('/')}`;
+  for (const entry of manifest.models) {
+    entry.url = local(entry.url);
+    entry.parts_base_url = local(entry.parts_base_url);
+  }
+  return manifest;
+}
+
+// Routes serving `bytes` as model `entry` does on its host (its parts, or its one file).
+export function modelRoutes(entry, bytes, base) {
+  const routes = new Map();
+  const path = (url) => url.slice(base.length);
+  if (entry.url) routes.set(path(entry.url), { body: bytes });
+  let offset = 0;
+  for (const part of entry.parts || []) {
+    routes.set(path(entry.parts_base_url + part.sha256), { body: bytes.subarray(offset, offset + part.size) });
+    offset += part.size;
+  }
+  return routes;
 }
 
 export async function cachedModelUrls(page) {

@@ -54,15 +54,40 @@ test('Node 20: a file path in, a correct PNG out (and saved), clear errors', { s
     `import { removeBackground, segment } from 'cutout-wasm';
 const model = { path: ${JSON.stringify(join(models, 'isnet_quint8.onnx'))}, sha256: '${ISNET_SHA256}' };
 const stages = [];
+// Inference runs on the engine's own thread: the event loop keeps turning meanwhile.
+let ticks = 0;
+const timer = setInterval(() => ticks++, 20);
+const started = Date.now();
 const blob = await removeBackground(${JSON.stringify(example)}, { model, savePath: 'out.png', onProgress: (p) => stages.push(p.stage) });
+const elapsed = Date.now() - started;
+clearInterval(timer);
 const errors = {};
 try { await removeBackground(Buffer.from('not an image'), { model }); } catch (e) { errors.garbage = e.message; }
 try { await removeBackground('missing.jpg', { model }); } catch (e) { errors.missing = e.message; }
 try { await removeBackground(${JSON.stringify(example)}, { model, savePath: 'out.png' }); } catch (e) { errors.exists = e.message; }
 try { await removeBackground(${JSON.stringify(example)}, { model: { path: ${JSON.stringify(join(models, 'isnet_quint8.onnx'))}, sha256: '${'0'.repeat(64)}' } }); } catch (e) { errors.hash = e.message; }
-console.log(JSON.stringify({ type: blob.type, size: blob.size, stages, errors }));`,
+// No model named: the default, from its real public host (unreachable here, so the error says
+// which URL and why).
+try { await removeBackground(${JSON.stringify(example)}); } catch (e) { errors.offline = e.message; }
+// An abort during inference rejects with AbortError, and the next call still works.
+const controller = new AbortController();
+const aborted = removeBackground(${JSON.stringify(example)}, { model, signal: controller.signal });
+setTimeout(() => controller.abort(), 300);
+const abort = await aborted.then(() => 'resolved', (e) => e.name);
+const afterAbort = (await removeBackground(${JSON.stringify(example)}, { model })).type;
+const { models } = await import('cutout-wasm');
+const listed = models.models.map((m) => ({ id: m.id, licence: m.licence, licenceUrl: m.licence_url }));
+console.log(JSON.stringify({ type: blob.type, size: blob.size, stages, errors, ticks, elapsed, abort, afterAbort, default: models.default, listed }));`,
   );
-  const result = JSON.parse(run('node', ['run.mjs'], dir).trim().split('\n').pop());
+  const cache = mkdtempSync(join(tmpdir(), 'cutout-node-cache-'));
+  const result = JSON.parse(execFileSync('node', ['run.mjs'], { cwd: dir, encoding: 'utf8', env: { ...process.env, CUTOUT_CACHE_DIR: cache } }).trim().split('\n').pop());
+  assert.ok(result.ticks >= result.elapsed / 20 / 3, `the event loop kept running: ${result.ticks} ticks of 20 ms in ${result.elapsed} ms`);
+  assert.equal(result.abort, 'AbortError');
+  assert.equal(result.afterAbort, 'image/png');
+  assert.equal(result.default, 'isnet-fp16');
+  for (const m of result.listed) assert.ok(m.licence && m.licenceUrl, `${m.id} lists its licence`);
+  assert.match(result.errors.offline, /https:\/\/staticimgly\.com\/@imgly\/background-removal-data\/1\.4\.5\/dist\/fe1b9f06/);
+  assert.match(result.errors.offline, /offline, or the host is unreachable/);
   assert.equal(result.type, 'image/png');
   assert.deepEqual(result.stages, ['decode', 'preprocess', 'inference', 'postprocess', 'encode', 'done']);
   const png = readPng(readFileSync(join(dir, 'out.png')));

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use cutout::Manifest;
+
 mod corpus;
 mod server;
 pub use corpus::*;
@@ -94,4 +96,46 @@ pub fn real_model(file: &str) -> Option<PathBuf> {
         );
     }
     found
+}
+
+/// The built-in manifest with every public host replaced by `server`, paths unchanged: the
+/// stand-in for IMG.LY's CDN serves parts at `/@imgly/background-removal-data/<version>/dist/<sha256>`
+/// and the one for Hugging Face files at `/<owner>/<repo>/resolve/main/<path>`, as the real hosts do.
+pub fn manifest_on(server: &TestServer) -> Manifest {
+    let mut manifest = Manifest::builtin();
+    let local = |url: &str| {
+        let path = url.splitn(4, '/').nth(3).unwrap_or("");
+        format!("{}/{path}", server.base)
+    };
+    for entry in &mut manifest.models {
+        entry.url = entry.url.as_deref().map(local);
+        entry.parts_base_url = entry.parts_base_url.as_deref().map(local);
+    }
+    manifest
+}
+
+/// Serves `bytes` on `server` in the layout `manifest` gives model `id` (its parts, or its file).
+pub fn serve_model(server: &TestServer, manifest: &Manifest, id: &str, bytes: &[u8]) {
+    let entry = manifest.get(id).expect("a manifest id");
+    let path_of = |url: &str| url[server.base.len()..].to_string();
+    if let Some(url) = &entry.url {
+        server.add(&path_of(url), Route::File(bytes.to_vec()));
+    }
+    let mut offset = 0;
+    for part in &entry.parts {
+        let base = entry.parts_base_url.as_deref().expect("parts have a base");
+        let end = (offset + part.size as usize).min(bytes.len());
+        server.add(
+            &path_of(&format!("{base}{}", part.sha256)),
+            Route::File(bytes[offset..end].to_vec()),
+        );
+        offset = end;
+    }
+}
+
+/// Writes `manifest` as JSON into `dir` for `CUTOUT_MANIFEST`.
+pub fn write_manifest(dir: &Path, manifest: &Manifest) -> String {
+    let path = dir.join("manifest.json");
+    std::fs::write(&path, serde_json::to_string_pretty(manifest).unwrap()).unwrap();
+    path.display().to_string()
 }

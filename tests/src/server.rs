@@ -12,6 +12,8 @@ pub enum Route {
     File(Vec<u8>),
     /// Announces the full length but sends only the first `sent` bytes, then closes.
     Cut { body: Vec<u8>, sent: usize },
+    /// An error status (401, 403, 404, ...) with a short body.
+    Status(u16),
 }
 
 #[derive(Clone, Default)]
@@ -86,9 +88,10 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
     };
     let mut stream = stream;
     let (status, body, sent) = match route {
-        Some(Route::File(body)) => ("200 OK", body.clone(), body.len()),
-        Some(Route::Cut { body, sent }) => ("200 OK", body, sent),
-        None => ("404 Not Found", b"not found".to_vec(), 9),
+        Some(Route::File(body)) => ("200 OK".to_string(), body.clone(), body.len()),
+        Some(Route::Cut { body, sent }) => ("200 OK".to_string(), body, sent),
+        Some(Route::Status(code)) => (format!("{code} Refused"), b"refused".to_vec(), 7),
+        None => ("404 Not Found".to_string(), b"not found".to_vec(), 9),
     };
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",

@@ -59,6 +59,54 @@ fn decoded_output(path: &Path) -> RgbaImage {
     image::load_from_memory(&bytes).unwrap().to_rgba8()
 }
 
+/// The example photo: two giraffes on a plain background.
+fn assert_example_cutout(path: &Path) {
+    let cutout = decoded_output(path);
+    assert_eq!(cutout.dimensions(), (933, 1405));
+    for (x, y) in [(540, 870), (600, 700), (300, 650)] {
+        let alpha = patch_mean_alpha(&cutout, x - 2, y - 2, 5);
+        assert!(alpha >= 240.0, "giraffe at ({x},{y}) opaque, alpha {alpha}");
+    }
+    for (x, y) in [(0, 0), (933 - 32, 0), (0, 1405 - 32)] {
+        let alpha = patch_mean_alpha(&cutout, x, y, 32);
+        assert!(alpha <= 8.0, "corner ({x},{y}) transparent, alpha {alpha}");
+    }
+}
+
+/// A new user's first run: `cutout -i photo.jpg` with no model named fetches the default from
+/// (a local copy of) its public host's layout, part by part, and cuts out the photo.
+#[test]
+fn the_default_model_from_its_public_layout_cuts_out_the_example_photo() {
+    let Some(model) = real_model("isnet_fp16.onnx") else {
+        return;
+    };
+    let Some(example) = shared_dir()
+        .map(|d| d.join("eval/example_input.jpg"))
+        .filter(|p| p.is_file())
+    else {
+        eprintln!("\n*** SKIPPING first-run test: ../shared/eval is not available ***\n");
+        return;
+    };
+    let dir = temp_dir("real-model-first-run");
+    let server = TestServer::start();
+    let manifest = manifest_on(&server);
+    assert_eq!(manifest.default, "isnet-fp16");
+    serve_model(&server, &manifest, "isnet-fp16", &fs::read(model).unwrap());
+    let manifest_path = write_manifest(&dir, &manifest);
+    let out = run_cli_with_env(
+        &dir,
+        &["-i", example.to_str().unwrap(), "-o", "photo.png"],
+        &[("CUTOUT_MANIFEST", manifest_path.as_str())],
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stderr(&out).contains("licence: AGPL-3.0"),
+        "{}",
+        stderr(&out)
+    );
+    assert_example_cutout(&dir.join("photo.png"));
+}
+
 #[test]
 fn real_photos_get_opaque_subjects_and_transparent_backgrounds() {
     let Some(model) = real_model("isnet_quint8.onnx") else {
@@ -90,17 +138,7 @@ fn real_photos_get_opaque_subjects_and_transparent_backgrounds() {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(stdout(&out).matches("COMPLETED").count(), davis.len() + 1);
 
-    // The example photo: two giraffes on a plain background.
-    let cutout = decoded_output(&dir.join("out/example_input.png"));
-    assert_eq!(cutout.dimensions(), (933, 1405));
-    for (x, y) in [(540, 870), (600, 700), (300, 650)] {
-        let alpha = patch_mean_alpha(&cutout, x - 2, y - 2, 5);
-        assert!(alpha >= 240.0, "giraffe at ({x},{y}) opaque, alpha {alpha}");
-    }
-    for (x, y) in [(0, 0), (933 - 32, 0), (0, 1405 - 32)] {
-        let alpha = patch_mean_alpha(&cutout, x, y, 32);
-        assert!(alpha <= 8.0, "corner ({x},{y}) transparent, alpha {alpha}");
-    }
+    assert_example_cutout(&dir.join("out/example_input.png"));
 
     println!(
         "{:<28} {:>8} {:>8} {:>6}",

@@ -1,6 +1,6 @@
 // The page: input, queue and results. All pixel work happens in worker.js.
 import { createZip } from './zip.js';
-import { resolveModel } from './model-spec.js';
+import { downloadOf, resolveModel, sizeText } from './model-spec.js';
 
 const $ = (id) => document.getElementById(id);
 const STAGE_PERCENT = { decode: 2, preprocess: 6, inference: 8, postprocess: 92, encode: 96 };
@@ -17,6 +17,9 @@ const state = {
   nextId: 1,
   running: null, // the item the worker is processing
   expectedInferenceMs: 20000,
+  cachedUrls: new Set(), // models stored in this browser, by URL
+  consented: new Set(), // models whose download the user accepted, by key
+  deciding: false, // waiting for the list of stored models to decide: load, or ask first
 };
 
 function announce(text) {
@@ -60,7 +63,7 @@ function onWorkerMessage(data) {
       document.body.dataset.threads = data.threads;
       document.body.dataset.variant = data.variant;
       if (!$('model-select').options.length) fillModelSelect();
-      loadModel();
+      state.deciding = true;
       listCachedModels();
       break;
     case 'model-progress': {
@@ -80,6 +83,7 @@ function onWorkerMessage(data) {
       state.modelError = null;
       $('model-progress').hidden = true;
       $('model-retry').hidden = true;
+      $('model-choose').hidden = true;
       const info = data.info;
       const how = info.reused ? '' : info.fromCache ? ' (from this browser’s storage)' : ' (downloaded and stored for next time)';
       setModelStatus(`Model ready${how}.`, 'ok');
@@ -96,7 +100,9 @@ function onWorkerMessage(data) {
       $('model-progress').hidden = true;
       setModelStatus(data.message, 'error');
       $('model-retry').hidden = false;
+      $('model-choose').hidden = false;
       document.body.dataset.modelReady = 'false';
+      document.body.dataset.modelError = data.code || 'model-error';
       failPending(`the model could not be loaded: ${data.message}`);
       listCachedModels();
       break;
@@ -123,6 +129,11 @@ function onWorkerMessage(data) {
     }
     case 'models':
       renderCachedModels(data.list);
+      state.cachedUrls = new Set(data.list.map((m) => m.url));
+      if (state.deciding) {
+        state.deciding = false;
+        loadOrAsk();
+      }
       break;
     case 'fatal':
       setModelStatus(data.message, 'error');
@@ -137,10 +148,6 @@ const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
 
 const resolveOptions = () => ({ modelBaseUrl: state.config.modelBaseUrl, baseUrl: location.href });
 
-function modelUrl(entry) {
-  return resolveModel(entry.id, state.manifest, resolveOptions()).url;
-}
-
 function fillModelSelect() {
   const select = $('model-select');
   select.replaceChildren();
@@ -150,10 +157,10 @@ function fillModelSelect() {
     select.add(option);
   }
   for (const entry of state.manifest.models) {
-    const url = entry.url || state.config.modelBaseUrl ? modelUrl(entry) : null;
+    const source = downloadOf(entry, state.config.modelBaseUrl, location.href);
     const label = `${entry.name}${entry.size ? ` — ${mb(entry.size)}` : ''}`;
     const option = new Option(label, entry.id);
-    option.disabled = !url;
+    option.disabled = !source;
     select.add(option);
   }
   select.value = params.get('model') ? 'param' : state.config.defaultModel || state.manifest.default;
@@ -176,6 +183,86 @@ function selectedModel() {
     return resolveModel({ url: params.get('model'), sha256: params.get('sha256') }, state.manifest, resolveOptions());
   }
   return resolveModel(select.value, state.manifest, resolveOptions());
+}
+
+// A model already stored here (or accepted this visit) loads at once; any other is downloaded
+// only after the user has seen what it is, how big, and under which licence.
+function loadOrAsk() {
+  const model = selectedModel();
+  if (!model) return;
+  if (model.file || state.cachedUrls.has(model.url) || state.consented.has(model.key)) {
+    $('first-run').hidden = true;
+    loadModel();
+  } else {
+    showFirstRun(model);
+  }
+}
+
+function describeLinkModel(model) {
+  // A link's model is known only when its sha256 is a manifest model's.
+  const known = model.sha256 && state.manifest.models.some((m) => m.sha256 === model.sha256);
+  if (known) return model.entry;
+  return {
+    name: 'The model this link names',
+    licence: 'not stated: the link does not name a model this site lists; use it only if you know its licence',
+    licence_url: null,
+    source: model.url,
+    size: null,
+  };
+}
+
+function showFirstRun(model) {
+  const fromLink = $('model-select').value === 'param';
+  const entry = fromLink ? describeLinkModel(model) : model.entry;
+  $('first-run-name').textContent = entry.name;
+  $('first-run-size').textContent = sizeText(entry) ? `(${sizeText(entry)})` : '(size not published)';
+  $('first-run-licence').textContent = entry.licence;
+  const link = $('first-run-licence-link');
+  link.hidden = !entry.licence_url;
+  if (entry.licence_url) link.href = entry.licence_url;
+  const gated = entry.gated && !state.config.modelBaseUrl ? ' Gated: its host refuses anonymous downloads, so it works only where this site serves it (modelBaseUrl).' : '';
+  $('first-run-source').textContent = `From: ${entry.source || model.url}.${gated}`;
+  $('first-run-accept').textContent = `Download${sizeText(entry) ? ` ${sizeText(entry)}` : ''}`;
+  renderChoices();
+  $('first-run').hidden = false;
+  $('model-choose').hidden = true;
+  document.body.dataset.firstRun = 'shown';
+  setModelStatus('Choose a model to download.');
+}
+
+function renderChoices() {
+  const box = $('first-run-choices');
+  box.replaceChildren();
+  const select = $('model-select');
+  for (const option of select.options) {
+    const label = document.createElement('label');
+    const radio = Object.assign(document.createElement('input'), { type: 'radio', name: 'first-run-model', value: option.value, checked: option.value === select.value, disabled: option.disabled });
+    radio.addEventListener('change', () => {
+      select.value = radio.value;
+      showModelDetails();
+      showFirstRun(selectedModel());
+      box.querySelector(`input[value="${CSS.escape(radio.value)}"]`)?.focus();
+    });
+    label.append(radio, ` ${option.textContent}`);
+    const entry = state.manifest.models.find((m) => m.id === option.value);
+    if (entry) label.append(Object.assign(document.createElement('span'), { className: 'hint', textContent: `${entry.licence}${entry.gated ? ' · gated: self-hosting only' : ''}` }));
+    box.append(label);
+  }
+}
+
+function acceptFirstRun() {
+  const model = selectedModel();
+  state.consented.add(model.key);
+  $('first-run').hidden = true;
+  document.body.dataset.firstRun = 'accepted';
+  loadModel();
+}
+
+function declineFirstRun() {
+  $('first-run').hidden = true;
+  document.body.dataset.firstRun = 'declined';
+  setModelStatus('Nothing was downloaded. Cutout needs a model to remove backgrounds: choose one when you are ready (or use a local .onnx file).', 'warning');
+  $('model-choose').hidden = false;
 }
 
 function loadModel() {
@@ -513,7 +600,8 @@ async function main() {
   });
   $('model-select').addEventListener('change', () => {
     state.model = null;
-    loadModel();
+    showModelDetails();
+    loadOrAsk();
   });
   $('model-file').addEventListener('change', (e) => {
     const file = e.target.files[0];
@@ -526,6 +614,9 @@ async function main() {
     state.worker.postMessage({ type: 'load-model', model: state.model });
   });
   $('model-retry').addEventListener('click', () => loadModel());
+  $('model-choose').addEventListener('click', () => showFirstRun(selectedModel()));
+  $('first-run-accept').addEventListener('click', acceptFirstRun);
+  $('first-run-decline').addEventListener('click', declineFirstRun);
   $('download-all').addEventListener('click', downloadAll);
   $('cached-models').addEventListener('toggle', listCachedModels);
   startWorker();

@@ -4,7 +4,7 @@
 //                 | {type: 'list-models'} | {type: 'delete-model', url} | {type: 'profile', pixels: {buffer, width, height}}
 // worker -> page: {type: 'ready', variant, threads, manifest, instantiateMs} | {type: 'model-progress', loaded, total}
 //                 | {type: 'model-status', state, message} | {type: 'model-ready', info}
-//                 | {type: 'model-error', message} | {type: 'stage', id, stage}
+//                 | {type: 'model-error', message, code} | {type: 'stage', id, stage}
 //                 | {type: 'done', id, bytes, mime, width, height, mask, memoryBytes} (buffers transferred)
 //                 | {type: 'failed', id, message} | {type: 'models', list} | {type: 'fatal', message}
 //                 | {type: 'profiled', ops: [{op, calls, seconds}]}
@@ -194,7 +194,7 @@ self.onmessage = async ({ data }) => {
         try {
           await loadModel(data.model);
         } catch (e) {
-          post({ type: 'model-error', message: e.message || String(e) });
+          post({ type: 'model-error', message: e.message || String(e), code: e.code || null });
           if (isTrap(e)) post({ type: 'fatal', message: 'The engine crashed while loading the model.' });
         }
         break;

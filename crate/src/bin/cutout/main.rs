@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use cutout::{Manifest, Options, OutputFormat, OutputKind, Session, Stage};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -26,13 +26,20 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "cutout",
     version,
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true,
     about = "Remove image backgrounds on this machine: nothing is uploaded.",
     after_help = "Examples:\n  cutout -i photo.jpg                    writes a1b2c3d4.png here\n  \
                   cutout -i photo.jpg -o photo.png\n  cutout -i 'shots/*.jpg' -o cutouts/\n  \
                   cutout -i https://example.com/cat.jpg --bg white --crop\n  \
-                  cutout -i photo.jpg --model ./isnet_quint8.onnx --mask-only -o mask.png"
+                  cutout -i photo.jpg --model ./isnet_quint8.onnx --mask-only -o mask.png\n  \
+                  cutout models list                     the models, their sizes and licences\n  \
+                  cutout models fetch isnet --dir site/models   for self-hosting"
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Image file, directory, glob pattern or http(s) URL (repeatable)
     #[arg(short, long = "input", value_name = "PATH|DIR|GLOB|URL", num_args = 1.., required_unless_present = "list_models")]
     inputs: Vec<String>,
@@ -97,9 +104,41 @@ struct Args {
     #[arg(short, long)]
     quiet: bool,
 
-    /// List the models in the manifest and exit
+    /// Download a model without asking first (a non-interactive run never asks)
+    #[arg(short, long)]
+    yes: bool,
+
+    /// List the models in the manifest and exit (same as `cutout models list`)
     #[arg(long)]
     list_models: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The models: list them, or download one ahead of time
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelsCommand {
+    /// Every model with its size, licence, whether it is pinned and whether it is cached
+    List,
+    /// Download and verify a model into the cache, or into DIR for your own server
+    /// (then point CUTOUT_MODEL_BASE_URL or the web app's modelBaseUrl at it)
+    Fetch {
+        /// Manifest id (see `cutout models list`)
+        id: String,
+        /// Write DIR/<file> (what a mirror serves) instead of only caching it
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Download without asking first
+        #[arg(short, long)]
+        yes: bool,
+        /// No progress bar
+        #[arg(short, long)]
+        quiet: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -145,34 +184,67 @@ fn output_format(args: &Args) -> Result<OutputFormat, String> {
 
 fn list_models(manifest: &Manifest) {
     let dir = models::models_dir().ok();
-    println!("{:<14} {:>9}  {:<7} NAME / LICENCE", "ID", "SIZE", "CACHED");
+    println!(
+        "{:<14} {:>9}  {:<7} {:<8} NAME / LICENCE / SOURCE",
+        "ID", "SIZE", "CACHED", "HASH"
+    );
     for m in &manifest.models {
-        let size = m
-            .size
-            .map_or("?".to_string(), |s| format!("{:.1} MB", s as f64 / 1e6));
+        let size = m.size.map_or("?".to_string(), models::megabytes);
         let cached = dir.as_ref().is_some_and(|d| d.join(&m.file).is_file());
         let default = if m.id == manifest.default {
             " (default)"
         } else {
             ""
         };
+        let pinned = if m.is_pinned() { "pinned" } else { "TOFU" };
+        let gated = if m.gated {
+            " (gated: self-host it)"
+        } else {
+            ""
+        };
+        let link = m.licence_url.as_deref().unwrap_or("");
         println!(
-            "{:<14} {:>9}  {:<7} {}{default}\n{:<34}{}",
+            "{:<14} {:>9}  {:<7} {pinned:<8} {}{default}\n{:<43}{} {link}\n{:<43}{}{gated}",
             m.id,
             size,
             if cached { "yes" } else { "no" },
             m.name,
             "",
-            m.licence
+            m.licence,
+            "",
+            m.source.as_deref().unwrap_or("no public download"),
         );
     }
     if let Some(d) = dir {
         println!("\nmodel cache: {}", d.display());
     }
+    println!(
+        "pinned: verified against the manifest's sha256; TOFU: trusted on first download (its \
+         hash is recorded and a different file is refused later)"
+    );
 }
 
-fn run(args: Args) -> Result<ExitCode, String> {
-    let manifest = Manifest::builtin();
+fn run_models_command(manifest: &Manifest, command: ModelsCommand) -> Result<ExitCode, String> {
+    match command {
+        ModelsCommand::List => list_models(manifest),
+        ModelsCommand::Fetch {
+            id,
+            dir,
+            yes,
+            quiet,
+        } => {
+            let path = models::fetch_command(manifest, &id, dir.as_deref(), quiet, yes)?;
+            println!("{}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(mut args: Args) -> Result<ExitCode, String> {
+    let manifest = models::load_manifest()?;
+    if let Some(Command::Models(command)) = args.command.take() {
+        return run_models_command(&manifest, command);
+    }
     if args.list_models {
         list_models(&manifest);
         return Ok(ExitCode::SUCCESS);
@@ -225,6 +297,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
             sha256: args.model_sha256.as_deref(),
             preset: args.preset.as_deref(),
             quiet: args.quiet,
+            yes: args.yes,
         },
     )?;
     if !args.quiet {

@@ -1,10 +1,14 @@
 //! Resolving `--model <id|path|URL>` to model bytes and the manifest entry that says how to feed it.
 //! Manifest ids and URLs are downloaded once into the user cache directory.
 
+use std::collections::BTreeMap;
 use std::fs;
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
+use cutout::manifest::Download;
 use cutout::{sha256_hex, Manifest, ModelEntry};
+use serde::{Deserialize, Serialize};
 
 use crate::net;
 
@@ -13,6 +17,11 @@ use crate::net;
 pub const MIRROR_ENV: &str = "CUTOUT_MODEL_BASE_URL";
 /// Environment variable overriding the cache directory.
 pub const CACHE_ENV: &str = "CUTOUT_CACHE_DIR";
+/// Environment variable naming a manifest file that replaces the built-in one (your own model
+/// list, or the real hosts' layouts reproduced on a local server).
+pub const MANIFEST_ENV: &str = "CUTOUT_MANIFEST";
+/// Hashes recorded at the first download of models the manifest does not pin, by URL.
+const TRUST_FILE: &str = "trusted-downloads.json";
 
 pub struct ResolvedModel {
     pub bytes: Vec<u8>,
@@ -30,6 +39,25 @@ pub struct ModelRequest<'a> {
     /// Manifest id whose input/normalisation/output conventions an unknown file follows.
     pub preset: Option<&'a str>,
     pub quiet: bool,
+    /// Download without asking (`--yes`); a non-interactive run never asks.
+    pub yes: bool,
+}
+
+/// The built-in manifest, or the file `CUTOUT_MANIFEST` names.
+pub fn load_manifest() -> Result<Manifest, String> {
+    match std::env::var_os(MANIFEST_ENV).filter(|p| !p.is_empty()) {
+        None => Ok(Manifest::builtin()),
+        Some(path) => {
+            let path = PathBuf::from(path);
+            let text = fs::read_to_string(&path).map_err(|e| {
+                format!(
+                    "cannot read the manifest {} ({MANIFEST_ENV}): {e}",
+                    path.display()
+                )
+            })?;
+            Manifest::parse(&text).map_err(|e| format!("{} ({MANIFEST_ENV}): {e}", path.display()))
+        }
+    }
 }
 
 pub fn cache_dir() -> Result<PathBuf, String> {
@@ -70,7 +98,8 @@ pub fn resolve(manifest: &Manifest, request: &ModelRequest) -> Result<ResolvedMo
             .unwrap_or("model.onnx");
         let url_key = &sha256_hex(arg.as_bytes())[..16];
         let path = models_dir()?.join(format!("url-{url_key}")).join(file_name);
-        fetch_into_cache(arg, &path, None, request.sha256, request.quiet)?;
+        let source = Download::File(arg.to_string());
+        ensure_cached(&source, &path, None, request.sha256, request.quiet)?;
         Some(read_cached(&path)?)
     } else {
         None
@@ -100,72 +129,249 @@ pub fn resolve(manifest: &Manifest, request: &ModelRequest) -> Result<ResolvedMo
         );
     }
     let path = models_dir()?.join(&entry.file);
-    let mirror = std::env::var(MIRROR_ENV).ok().filter(|m| !m.is_empty());
-    match entry.download_url(mirror.as_deref()) {
-        Some(url) => fetch_into_cache(
-            &url,
-            &path,
-            entry.size,
-            entry.sha256.as_deref(),
-            request.quiet,
-        )?,
-        None if path.is_file() => {}
-        None => return Err(missing_model_help(entry, &path)),
-    }
+    fetch_entry(entry, &path, request.quiet, request.yes)?;
     let bytes = read_cached(&path)?;
-    let mut notes = vec![];
-    if entry.sha256.is_none() {
-        notes.push(format!(
-            "model '{}' has no pinned sha256 in the manifest: it is used unverified",
-            entry.id
-        ));
-    }
     Ok(ResolvedModel {
         bytes,
         entry: entry.clone(),
         origin: path.display().to_string(),
-        notes,
+        notes: vec![],
     })
+}
+
+fn mirror_base() -> Option<String> {
+    std::env::var(MIRROR_ENV).ok().filter(|m| !m.is_empty())
+}
+
+/// Makes sure a verified copy of `entry` is at `path`, downloading it (after saying what, from
+/// where, under which licence, and asking when someone is at the terminal) when it is not.
+pub fn fetch_entry(entry: &ModelEntry, path: &Path, quiet: bool, yes: bool) -> Result<(), String> {
+    let mirror = mirror_base();
+    let Some(source) = entry.download(mirror.as_deref()) else {
+        if path.is_file() {
+            return Ok(());
+        }
+        return Err(missing_model_help(entry, path));
+    };
+    if cached_copy_is_good(&source, path, entry.sha256.as_deref())? {
+        return Ok(());
+    }
+    announce(entry, &source, path);
+    if !yes && std::io::stdin().is_terminal() && !confirm()? {
+        return Err(format!(
+            "download of model '{}' declined: nothing was downloaded (pass --yes to skip the question)",
+            entry.id
+        ));
+    }
+    ensure_cached(&source, path, entry.size, entry.sha256.as_deref(), quiet)
+        .map_err(|e| with_self_hosting_help(e, entry))
+}
+
+/// What the user reads before the first download: model, size, licence, host and destination.
+fn announce(entry: &ModelEntry, source: &Download, path: &Path) {
+    let size = entry
+        .size
+        .map_or_else(|| "size unknown".to_string(), megabytes);
+    eprintln!("model {}: {}, {size}", entry.id, entry.name);
+    let link = entry
+        .licence_url
+        .as_deref()
+        .map_or_else(String::new, |u| format!(" ({u})"));
+    eprintln!("  licence: {}{link}", entry.licence);
+    eprintln!("  from:    {}", net::source_label(source));
+    let verified = if entry.is_pinned() {
+        "verified against its pinned sha256"
+    } else {
+        "no pinned sha256: its hash is recorded now and any different file is refused later"
+    };
+    eprintln!(
+        "  into:    {} ({verified}; downloaded once, then used offline)",
+        path.display()
+    );
+}
+
+fn confirm() -> Result<bool, String> {
+    eprint!("Download it? [Y/n] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| format!("cannot read the answer: {e}"))?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "" | "y" | "yes"
+    ))
+}
+
+pub fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+fn with_self_hosting_help(error: String, entry: &ModelEntry) -> String {
+    let refused = error.contains("HTTP 401") || error.contains("HTTP 403");
+    if !refused && !entry.gated {
+        return error;
+    }
+    format!(
+        "{error}\n  Model '{}' is gated: its host serves it only to signed-in accounts that \
+         accepted its terms.\n  Self-host it: download {} where you have access, put it on your \
+         own server and set {MIRROR_ENV}=https://your.host/models (or pass --model /path/to/{}).\n  \
+         Or choose an open model: `cutout models list`.",
+        entry.id, entry.file, entry.file
+    )
+}
+
+/// `cutout models fetch ID [--dir DIR]`: download and verify into the cache, or into a directory
+/// a site owner uploads (`<dir>/<file>`, the layout `CUTOUT_MODEL_BASE_URL` and `modelBaseUrl`
+/// expect). Returns where the file is.
+pub fn fetch_command(
+    manifest: &Manifest,
+    id: &str,
+    dir: Option<&Path>,
+    quiet: bool,
+    yes: bool,
+) -> Result<PathBuf, String> {
+    let entry = lookup(manifest, id)?;
+    let cached = models_dir()?.join(&entry.file);
+    fetch_entry(entry, &cached, quiet, yes)?;
+    let Some(dir) = dir else {
+        return Ok(cached);
+    };
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let dest = dir.join(&entry.file);
+    let partial = dest.with_extension("part");
+    fs::copy(&cached, &partial)
+        .and_then(|_| fs::rename(&partial, &dest))
+        .map_err(|e| {
+            let _ = fs::remove_file(&partial);
+            format!("cannot write {}: {e}", dest.display())
+        })?;
+    Ok(dest)
+}
+
+/// True when `path` holds the file asked for: its pinned hash, or the hash recorded at its first
+/// download. A damaged or replaced copy is reported and downloaded again.
+fn cached_copy_is_good(
+    source: &Download,
+    path: &Path,
+    pinned: Option<&str>,
+) -> Result<bool, String> {
+    if !path.is_file() {
+        return Ok(false);
+    }
+    let key = net::source_label(source).to_string();
+    let expected = match pinned {
+        Some(hash) => Some(hash.to_ascii_lowercase()),
+        None => TrustStore::load()?.get(&key),
+    };
+    let Some(expected) = expected else {
+        return Ok(true); // nothing to check it against (kept from before hashes were recorded)
+    };
+    let actual = sha256_hex(&read_cached(path)?);
+    if actual == expected {
+        return Ok(true);
+    }
+    eprintln!(
+        "warning: cached model {} has sha256 {actual}, expected {expected}; downloading it again",
+        path.display()
+    );
+    Ok(false)
+}
+
+/// Downloads into the cache unless a verified copy is already there. Without a pinned hash the
+/// first download's hash is recorded, and a later download that differs is refused.
+fn ensure_cached(
+    source: &Download,
+    path: &Path,
+    size: Option<u64>,
+    pinned: Option<&str>,
+    quiet: bool,
+) -> Result<(), String> {
+    if cached_copy_is_good(source, path, pinned)? {
+        return Ok(());
+    }
+    let key = net::source_label(source).to_string();
+    let mut trust = TrustStore::load()?;
+    let recorded = if pinned.is_none() {
+        trust.get(&key)
+    } else {
+        None
+    };
+    let expected = pinned.map(str::to_string).or(recorded.clone());
+    let actual =
+        net::download_model(source, path, size, expected.as_deref(), quiet).map_err(|e| {
+            if recorded.is_some() && e.contains("has sha256") {
+                format!(
+                    "{e}\n  The first download from this URL had that hash (trusted on first \
+                 download, recorded in {}): the host now serves a different file. If the change \
+                 is expected, pin the new file with --model-sha256.",
+                    TrustStore::path()
+                        .map_or_else(|_| TRUST_FILE.into(), |p| p.display().to_string())
+                )
+            } else {
+                e
+            }
+        })?;
+    if pinned.is_none() && recorded.is_none() {
+        eprintln!(
+            "note: {key} has no pinned sha256; recorded its sha256 {actual} (trusted on first \
+             download: a different file from this URL will be refused)"
+        );
+        trust.record(&key, &actual)?;
+    }
+    Ok(())
+}
+
+/// Hashes recorded at first download (`<models dir>/trusted-downloads.json`), by URL.
+#[derive(Default, Serialize, Deserialize)]
+struct TrustStore {
+    sha256_by_url: BTreeMap<String, String>,
+}
+
+impl TrustStore {
+    fn path() -> Result<PathBuf, String> {
+        Ok(models_dir()?.join(TRUST_FILE))
+    }
+
+    fn load() -> Result<TrustStore, String> {
+        let path = Self::path()?;
+        match fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| {
+                format!(
+                    "{} is damaged ({e}): delete it to trust downloads anew",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TrustStore::default()),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    fn get(&self, url: &str) -> Option<String> {
+        self.sha256_by_url.get(url).cloned()
+    }
+
+    fn record(&mut self, url: &str, sha256: &str) -> Result<(), String> {
+        self.sha256_by_url
+            .insert(url.to_string(), sha256.to_string());
+        let path = Self::path()?;
+        let text = serde_json::to_string_pretty(self).expect("a map of strings serialises");
+        let partial = path.with_extension("json.part");
+        fs::write(&partial, text)
+            .and_then(|()| fs::rename(&partial, &path))
+            .map_err(|e| format!("cannot record the model's hash in {}: {e}", path.display()))
+    }
 }
 
 fn missing_model_help(entry: &ModelEntry, path: &Path) -> String {
     format!(
         "model '{}' is not in the cache and has no download URL.\n  Put the file at {}\n  \
-         (for IS-Net: run models/fetch-isnet.sh, which assembles it from the npm package \
-         @imgly/background-removal-data), or pass --model /path/to/{}",
+         (or set {MIRROR_ENV} to a server that has it), or pass --model /path/to/{}",
         entry.id,
         path.display(),
         entry.file
     )
-}
-
-/// Downloads into the cache unless a verified copy is already there.
-fn fetch_into_cache(
-    url: &str,
-    path: &Path,
-    size: Option<u64>,
-    sha256: Option<&str>,
-    quiet: bool,
-) -> Result<(), String> {
-    if path.is_file() {
-        match sha256 {
-            None => return Ok(()),
-            Some(expected) => {
-                let actual = sha256_hex(&read_cached(path)?);
-                if actual.eq_ignore_ascii_case(expected) {
-                    return Ok(());
-                }
-                eprintln!(
-                    "warning: cached model {} has sha256 {actual}, expected {expected}; downloading it again",
-                    path.display()
-                );
-            }
-        }
-    }
-    if !quiet {
-        eprintln!("downloading model from {url} into {}", path.display());
-    }
-    net::download_file(url, path, size, sha256, quiet)
 }
 
 fn read_cached(path: &Path) -> Result<Vec<u8>, String> {

@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
+use cutout::manifest::Download;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
@@ -43,8 +44,28 @@ fn agent(overall: Option<Duration>) -> ureq::Agent {
 
 fn get(agent: &ureq::Agent, url: &str) -> Result<ureq::Response, String> {
     agent.get(url).call().map_err(|e| match e {
-        ureq::Error::Status(code, resp) => format!("HTTP {code} {} from {url}", resp.status_text()),
-        ureq::Error::Transport(t) => format!("could not fetch {url}: {t}"),
+        ureq::Error::Status(code, resp) => {
+            let why = match code {
+                401 | 403 => {
+                    ": the host refuses anonymous downloads (a gated file needs an account)"
+                }
+                404 | 410 => ": there is no such file there (moved or removed)",
+                _ => "",
+            };
+            format!("HTTP {code} {} from {url}{why}", resp.status_text())
+        }
+        ureq::Error::Transport(t) => {
+            let offline = matches!(
+                t.kind(),
+                ureq::ErrorKind::Dns | ureq::ErrorKind::ConnectionFailed
+            );
+            let hint = if offline {
+                " (offline, or the host is unreachable)"
+            } else {
+                ""
+            };
+            format!("could not fetch {url}{hint}: {t}")
+        }
     })
 }
 
@@ -76,19 +97,22 @@ pub fn fetch_image(url: &str, max_bytes: u64) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-/// Downloads `url` to `dest`, showing byte progress. The file appears at `dest` only when it is
-/// complete and, if `expected_sha256` is given, verified; otherwise nothing is left behind.
-pub fn download_file(
-    url: &str,
+/// Downloads a model to `dest`, showing byte progress, and returns its sha256. The file appears
+/// at `dest` only when it is complete and, if `expected_sha256` is given, verified; otherwise
+/// nothing is left behind. A model in parts is fetched part by part, each checked against its own
+/// hash, and assembled.
+pub fn download_model(
+    source: &Download,
     dest: &Path,
     expected_size: Option<u64>,
     expected_sha256: Option<&str>,
     quiet: bool,
-) -> Result<(), String> {
+) -> Result<String, String> {
     let partial = dest.with_extension("part");
-    let result = download_to(url, &partial, expected_size, expected_sha256, quiet);
+    let result = download_to(source, &partial, expected_size, expected_sha256, quiet);
     match result {
-        Ok(()) => fs::rename(&partial, dest)
+        Ok(actual) => fs::rename(&partial, dest)
+            .map(|()| actual)
             .map_err(|e| format!("could not move the download into {}: {e}", dest.display())),
         Err(e) => {
             let _ = fs::remove_file(&partial);
@@ -97,26 +121,7 @@ pub fn download_file(
     }
 }
 
-fn download_to(
-    url: &str,
-    partial: &Path,
-    expected_size: Option<u64>,
-    expected_sha256: Option<&str>,
-    quiet: bool,
-) -> Result<(), String> {
-    if let Some(dir) = partial.parent() {
-        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    let resp = get(&agent(None), url)?;
-    let announced = content_length(&resp);
-    if let (Some(announced), Some(expected)) = (announced, expected_size) {
-        if announced != expected {
-            return Err(format!(
-                "{url} announces {announced} bytes but the model is {expected} bytes: wrong file"
-            ));
-        }
-    }
-    let total = announced.or(expected_size);
+fn progress_bar(total: Option<u64>, label: &str, quiet: bool) -> ProgressBar {
     let bar = if quiet {
         ProgressBar::hidden()
     } else {
@@ -129,14 +134,131 @@ fn download_to(
         .expect("valid template")
         .progress_chars("=> "),
     );
-    bar.set_message(format!(
-        "downloading {}",
-        url.rsplit('/').next().unwrap_or(url)
-    ));
+    bar.set_message(format!("downloading {label}"));
+    bar
+}
+
+fn download_to(
+    source: &Download,
+    partial: &Path,
+    expected_size: Option<u64>,
+    expected_sha256: Option<&str>,
+    quiet: bool,
+) -> Result<String, String> {
+    if let Some(dir) = partial.parent() {
+        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
     let mut file = fs::File::create(partial)
         .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
-    let mut reader = resp.into_reader();
     let mut hasher = Sha256::new();
+    let label = partial
+        .file_stem()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let agent = agent(None);
+    match source {
+        Download::File(url) => {
+            let resp = get(&agent, url)?;
+            let announced = content_length(&resp);
+            if let (Some(announced), Some(expected)) = (announced, expected_size) {
+                if announced != expected {
+                    return Err(format!(
+                        "{url} announces {announced} bytes but the model is {expected} bytes: wrong file"
+                    ));
+                }
+            }
+            let total = announced.or(expected_size);
+            let bar = progress_bar(total, &label, quiet);
+            let mut sink = Sink {
+                file: &mut file,
+                partial,
+                hasher: &mut hasher,
+                bar: &bar,
+            };
+            let received = copy_body(resp, url, expected_size, &mut sink, |_| Ok(()))?;
+            bar.finish_and_clear();
+            if let Some(total) = total {
+                if received != total {
+                    return Err(format!(
+                        "download of {url} was cut after {received} of {total} bytes"
+                    ));
+                }
+            }
+        }
+        Download::Parts(parts) => {
+            let bar = progress_bar(expected_size, &label, quiet);
+            let mut sink = Sink {
+                file: &mut file,
+                partial,
+                hasher: &mut hasher,
+                bar: &bar,
+            };
+            for (index, (url, part)) in parts.iter().enumerate() {
+                let which = format!("part {} of {} ({url})", index + 1, parts.len());
+                let resp = get(&agent, url)?;
+                let mut part_hasher = Sha256::new();
+                let received = copy_body(resp, url, Some(part.size), &mut sink, |bytes| {
+                    part_hasher.update(bytes);
+                    Ok(())
+                })?;
+                if received != part.size {
+                    return Err(format!(
+                        "download of {which} was cut after {received} of {} bytes",
+                        part.size
+                    ));
+                }
+                let actual = cutout::model::hex_digest(part_hasher);
+                if actual != part.sha256 {
+                    return Err(format!(
+                        "{which} has sha256 {actual}, expected {}: the host serves a different \
+                         file; nothing was kept",
+                        part.sha256
+                    ));
+                }
+            }
+            bar.finish_and_clear();
+        }
+    }
+    file.sync_all()
+        .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+    let actual = cutout::model::hex_digest(hasher);
+    if let Some(expected) = expected_sha256 {
+        if !actual.eq_ignore_ascii_case(expected) {
+            return Err(format!(
+                "downloaded model from {} has sha256 {actual}, expected {expected}: \
+                 the file was not kept (wrong or corrupt file)",
+                source_label(source)
+            ));
+        }
+    }
+    Ok(actual)
+}
+
+/// The URL a download names in messages (the first part's for a model in parts).
+pub fn source_label(source: &Download) -> &str {
+    match source {
+        Download::File(url) => url,
+        Download::Parts(parts) => parts.first().map_or("", |(url, _)| url.as_str()),
+    }
+}
+
+/// Where downloaded bytes go: the `.part` file, the whole file's hash and the progress bar.
+struct Sink<'a> {
+    file: &'a mut fs::File,
+    partial: &'a Path,
+    hasher: &'a mut Sha256,
+    bar: &'a ProgressBar,
+}
+
+/// Streams one response body into the sink (and `also`), refusing more than `limit` bytes.
+fn copy_body(
+    resp: ureq::Response,
+    url: &str,
+    limit: Option<u64>,
+    sink: &mut Sink,
+    mut also: impl FnMut(&[u8]) -> Result<(), String>,
+) -> Result<u64, String> {
+    let total = content_length(&resp).or(limit);
+    let mut reader = resp.into_reader();
     let mut received: u64 = 0;
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -147,45 +269,27 @@ fn download_to(
             )
         })?;
         if n == 0 {
-            break;
+            return Ok(received);
         }
         received += n as u64;
-        if let Some(expected) = expected_size {
-            if received > expected {
+        if let Some(limit) = limit {
+            if received > limit {
                 return Err(format!(
-                    "{url} sent more than the expected {expected} bytes: wrong file"
+                    "{url} sent more than the expected {limit} bytes: wrong file"
                 ));
             }
         }
-        hasher.update(&buf[..n]);
-        file.write_all(&buf[..n]).map_err(|e| {
+        let bytes = &buf[..n];
+        also(bytes)?;
+        sink.hasher.update(bytes);
+        sink.file.write_all(bytes).map_err(|e| {
             format!(
                 "cannot write {}: {e} (is the disk full?)",
-                partial.display()
+                sink.partial.display()
             )
         })?;
-        bar.set_position(received);
+        sink.bar.inc(n as u64);
     }
-    bar.finish_and_clear();
-    if let Some(total) = total {
-        if received != total {
-            return Err(format!(
-                "download of {url} was cut after {received} of {total} bytes"
-            ));
-        }
-    }
-    file.sync_all()
-        .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
-    let actual = cutout::model::hex_digest(hasher);
-    if let Some(expected) = expected_sha256 {
-        if !actual.eq_ignore_ascii_case(expected) {
-            return Err(format!(
-                "downloaded model from {url} has sha256 {actual}, expected {expected}: \
-                 the file was not kept (wrong or corrupt file)"
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn fmt_total(total: Option<u64>) -> String {
