@@ -178,3 +178,22 @@ test('offline before the first download says so', { skip }, async () => {
     await context.setOffline(false);
   }
 });
+
+test('make serve plays the public hosts: models.json points at local copies in their URL layout', { skip }, async () => {
+  const { createHash } = await import('node:crypto');
+  const local = await serve({ publicMirrorDir: models });
+  try {
+    const served = await (await fetch(`${local.base}/models.json`)).json();
+    const entry = served.models.find((m) => m.id === served.default);
+    assert.equal(entry.parts_base_url, `${local.base}/public-hosts/staticimgly.com/@imgly/background-removal-data/1.4.5/dist/`);
+    for (const part of [entry.parts[0], entry.parts.at(-1)]) {
+      const bytes = Buffer.from(await (await fetch(entry.parts_base_url + part.sha256)).arrayBuffer());
+      assert.equal(bytes.length, part.size);
+      assert.equal(createHash('sha256').update(bytes).digest('hex'), part.sha256);
+    }
+    const absent = served.models.find((m) => m.id === 'rmbg-1.4');
+    assert.match(absent.url, /^https:\/\/huggingface\.co\//, 'models not on this machine keep their real host');
+  } finally {
+    await local.close();
+  }
+});

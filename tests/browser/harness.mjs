@@ -42,13 +42,14 @@ export function chromiumPath() {
 }
 
 // Starts the server; `hits` counts requests per path; `handlers` serve test-only routes.
-export async function serve({ root = DIST, mounts = {}, handlers = {}, headersFor } = {}) {
+export async function serve({ root = DIST, mounts = {}, handlers = {}, headersFor, publicMirrorDir = null } = {}) {
   const hits = new Map();
   const server = createServer({
     root,
     mounts,
     handlers,
     headersFor,
+    publicMirrorDir,
     onRequest: (path) => hits.set(path, (hits.get(path) || 0) + 1),
   });
   await new Promise((ok) => server.listen(0, '127.0.0.1', ok));

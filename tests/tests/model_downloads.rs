@@ -76,7 +76,7 @@ fn a_model_in_parts_is_announced_assembled_verified_and_cached() {
         "licence: AGPL-3.0",
         "(https://www.gnu.org/licenses/agpl-3.0.html)",
         "from:    http://127.0.0.1",
-        "/@imgly/background-removal-data/1.4.5/dist/",
+        "/@imgly/background-removal-data/1.4.5/dist/ (3 parts, each named by its sha256)",
         "into:",
         "downloaded once, then used offline",
     ] {
@@ -292,9 +292,17 @@ fn without_overrides_the_default_comes_from_the_public_host() {
     let out = run_cli(&dir, &["-i", &input, "--yes"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    let official = "https://staticimgly.com/@imgly/background-removal-data/1.4.5/dist/\
-                    fe1b9f06af9d2147016884f4eb683d4dc540244a7453c3b742ae527725df2eec";
-    assert!(err.contains(official), "{err}");
+    let official = "https://staticimgly.com/@imgly/background-removal-data/1.4.5/dist/";
+    assert!(
+        err.contains(&format!("from:    {official} (22 parts")),
+        "{err}"
+    );
+    let first_part =
+        format!("{official}fe1b9f06af9d2147016884f4eb683d4dc540244a7453c3b742ae527725df2eec");
+    assert!(
+        err.contains(&format!("could not fetch {first_part}")),
+        "{err}"
+    );
     assert!(err.contains("licence: AGPL-3.0"), "{err}");
     assert!(err.contains("offline, or the host is unreachable"), "{err}");
     assert!(models_in_cache(&dir).is_empty());

@@ -1,4 +1,4 @@
-/** `<cutout-image src="photo.jpg" model="rmbg-1.4" sha256="..." output="png" background="#fff" crop>` */
+/** `<cutout-image src="photo.jpg" model="isnet-fp16" sha256="..." output="png" background="#fff" crop>` */
 export class CutoutImage extends HTMLElement {}
 declare global {
   interface HTMLElementTagNameMap {

@@ -1,4 +1,4 @@
-// <cutout-image src="photo.jpg" model="rmbg-1.4"> shows the cutout of `src`, with progress and a
+// <cutout-image src="photo.jpg" model="isnet-fp16"> shows the cutout of `src`, with progress and a
 // download button. Style it with ::part(image | progress | status | download | figure).
 import { removeBackground } from './index.js';
 

@@ -32,10 +32,20 @@ export interface Options {
 export interface ModelEntry {
   id: string;
   name: string;
+  /** The licence in one line; show it before the download. */
   licence: string;
+  licence_url?: string;
+  /** Who hosts the file, in words. */
+  source?: string;
+  /** The official host refuses anonymous downloads: only a mirror (modelBaseUrl) serves it. */
+  gated: boolean;
+  /** One-file download URL, or null for a model published in parts. */
   url: string | null;
+  parts_base_url?: string;
+  parts?: { sha256: string; size: number }[];
   file: string;
   size: number | null;
+  /** Pinned sha256 of the (assembled) file; null: trusted on first download. */
   sha256: string | null;
 }
 

@@ -83,7 +83,7 @@ async function loadModel(spec, options) {
   await request({ type: 'load-model', model }, [], (data, resolve, reject) => {
     if (data.type === 'model-progress') onProgress({ stage: 'download', loaded: data.loaded, total: data.total });
     else if (data.type === 'model-ready') resolve();
-    else if (data.type === 'model-error') reject(new Error(data.message));
+    else if (data.type === 'model-error') reject(Object.assign(new Error(data.message), { code: data.code || undefined }));
   });
   loadedKey = model.key;
 }
@@ -167,5 +167,5 @@ export async function clearModelCache() {
   return typeof caches !== 'undefined' ? caches.delete(MODEL_CACHE) : false;
 }
 
-/** The built-in model manifest (ids, names, sizes, licences). */
+/** The built-in model manifest: ids, names, sizes, licences (with links) and sources; `models.default` is used when no model is named. */
 export const models = manifest;

@@ -79,6 +79,7 @@ function onWorkerMessage(data) {
       setModelStatus(data.message, data.state === 'warning' ? 'warning' : '');
       break;
     case 'model-ready': {
+      if (state.model && data.info.key !== state.model.key) break; // an earlier choice, superseded
       state.modelReady = true;
       state.modelError = null;
       $('model-progress').hidden = true;
@@ -95,6 +96,7 @@ function onWorkerMessage(data) {
       break;
     }
     case 'model-error':
+      if (state.model && data.key !== state.model.key) break; // an earlier choice, superseded
       state.modelReady = false;
       state.modelError = data.message;
       $('model-progress').hidden = true;

@@ -4,7 +4,7 @@
 //                 | {type: 'list-models'} | {type: 'delete-model', url} | {type: 'profile', pixels: {buffer, width, height}}
 // worker -> page: {type: 'ready', variant, threads, manifest, instantiateMs} | {type: 'model-progress', loaded, total}
 //                 | {type: 'model-status', state, message} | {type: 'model-ready', info}
-//                 | {type: 'model-error', message, code} | {type: 'stage', id, stage}
+//                 | {type: 'model-error', key, message, code} | {type: 'stage', id, stage}
 //                 | {type: 'done', id, bytes, mime, width, height, mask, memoryBytes} (buffers transferred)
 //                 | {type: 'failed', id, message} | {type: 'models', list} | {type: 'fatal', message}
 //                 | {type: 'profiled', ops: [{op, calls, seconds}]}
@@ -30,6 +30,7 @@ let wasmMemory = null; // the instance's linear memory: its size is the engine's
 let variant = null;
 let engine = null;
 let engineKey = null;
+let loading = Promise.resolve();
 
 const post = (message, transfer = []) => self.postMessage(message, transfer);
 
@@ -191,12 +192,15 @@ self.onmessage = async ({ data }) => {
         await init();
         break;
       case 'load-model':
-        try {
-          await loadModel(data.model);
-        } catch (e) {
-          post({ type: 'model-error', message: e.message || String(e), code: e.code || null });
-          if (isTrap(e)) post({ type: 'fatal', message: 'The engine crashed while loading the model.' });
-        }
+        // One load at a time, in order: a model chosen while another loads waits for it.
+        loading = loading.then(async () => {
+          try {
+            await loadModel(data.model);
+          } catch (e) {
+            post({ type: 'model-error', key: data.model.key, message: e.message || String(e), code: e.code || null });
+            if (isTrap(e)) post({ type: 'fatal', message: 'The engine crashed while loading the model.' });
+          }
+        });
         break;
       case 'process':
         try {

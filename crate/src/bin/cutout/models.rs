@@ -178,7 +178,13 @@ fn announce(entry: &ModelEntry, source: &Download, path: &Path) {
         .as_deref()
         .map_or_else(String::new, |u| format!(" ({u})"));
     eprintln!("  licence: {}{link}", entry.licence);
-    eprintln!("  from:    {}", net::source_label(source));
+    let from = match (source, entry.parts_base_url.as_deref()) {
+        (Download::Parts(parts), Some(base)) => {
+            format!("{base} ({} parts, each named by its sha256)", parts.len())
+        }
+        _ => net::source_label(source).to_string(),
+    };
+    eprintln!("  from:    {from}");
     let verified = if entry.is_pinned() {
         "verified against its pinned sha256"
     } else {
