@@ -52,9 +52,18 @@ fn models_in_cache(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-#[test]
-fn a_model_in_parts_is_announced_assembled_verified_and_cached() {
-    let dir = temp_dir("downloads-parts");
+/// The tiny model as the default, in three parts on the stand-in for IMG.LY's CDN.
+struct PartsFixture {
+    dir: PathBuf,
+    input: String,
+    server: TestServer,
+    tiny: Vec<u8>,
+    entry: ModelEntry,
+    manifest_path: String,
+}
+
+fn parts_fixture(name: &str) -> PartsFixture {
+    let dir = temp_dir(name);
     let input = photo(&dir);
     let server = TestServer::start();
     let tiny = TinyModel::default().onnx_bytes();
@@ -65,6 +74,26 @@ fn a_model_in_parts_is_announced_assembled_verified_and_cached() {
     manifest.default = entry.id.clone();
     serve_model(&server, &manifest, "tiny-parts", &tiny);
     let manifest_path = write_manifest(&dir, &manifest);
+    PartsFixture {
+        dir,
+        input,
+        server,
+        tiny,
+        entry,
+        manifest_path,
+    }
+}
+
+#[test]
+fn a_model_in_parts_is_announced_assembled_verified_and_cached() {
+    let PartsFixture {
+        dir,
+        input,
+        server,
+        tiny,
+        entry,
+        manifest_path,
+    } = parts_fixture("downloads-parts");
     let env = [("CUTOUT_MANIFEST", manifest_path.as_str())];
 
     // No --model: the default, announced with its licence before the download.
@@ -133,20 +162,19 @@ fn a_model_in_parts_is_announced_assembled_verified_and_cached() {
 
 #[test]
 fn a_wrong_or_cut_part_keeps_nothing_and_says_which_part() {
-    let dir = temp_dir("downloads-bad-parts");
-    let input = photo(&dir);
-    let server = TestServer::start();
-    let tiny = TinyModel::default().onnx_bytes();
-    let mut manifest = manifest_on(&server);
-    let entry = tiny_in_parts(&manifest, "tiny-parts", &tiny, tiny.len() / 3 + 1);
-    manifest.models.push(entry.clone());
-    serve_model(&server, &manifest, "tiny-parts", &tiny);
+    let PartsFixture {
+        dir,
+        input,
+        server,
+        tiny,
+        entry,
+        manifest_path,
+    } = parts_fixture("downloads-bad-parts");
     let base = "/@imgly/background-removal-data/1.4.5/dist/";
     let second = format!("{base}{}", entry.parts[1].sha256);
     let mut altered = tiny[entry.parts[0].size as usize..][..entry.parts[1].size as usize].to_vec();
     altered[7] ^= 1;
     server.add(&second, Route::File(altered));
-    let manifest_path = write_manifest(&dir, &manifest);
     let env = [("CUTOUT_MANIFEST", manifest_path.as_str())];
 
     let out = run_cli_with_env(&dir, &["-i", &input, "--model", "tiny-parts"], &env);

@@ -209,7 +209,10 @@ fn errors_are_js_errors_with_clear_messages() {
 fn the_manifest_is_available_to_js() {
     let manifest: serde_json::Value = serde_json::from_str(&manifest_json()).unwrap();
     assert_eq!(manifest["default"], "isnet-fp16");
-    assert_eq!(manifest["models"][0]["parts"].as_array().map(Vec::len), Some(22));
+    assert_eq!(
+        manifest["models"][0]["parts"].as_array().map(Vec::len),
+        Some(22)
+    );
 }
 
 #[wasm_bindgen_test]
