@@ -285,7 +285,10 @@ mod tests {
             ))
         );
         assert!(m.get("rmbg-1.4").unwrap().gated);
-        assert!(!m.get("rmbg-2.0").unwrap().is_pinned());
+        assert!(
+            m.models.iter().all(ModelEntry::is_pinned),
+            "every model is pinned"
+        );
         for entry in &m.models {
             assert!(
                 entry.licence_url.is_some(),

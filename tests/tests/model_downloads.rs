@@ -350,11 +350,15 @@ fn models_list_shows_licences_sources_and_how_each_is_verified() {
         default_line.contains("(default)") && default_line.contains("pinned"),
         "{text}"
     );
-    let unpinned = text
+    let rmbg2 = text
         .lines()
         .find(|l| l.starts_with("rmbg-2.0 "))
         .unwrap_or("");
-    assert!(unpinned.contains("TOFU"), "{text}");
+    assert!(
+        rmbg2.contains("1024.3 MB") && rmbg2.contains("pinned"),
+        "{text}"
+    );
+    assert!(text.contains("TOFU: trusted on first download"), "{text}");
     for expected in [
         "ormbg",
         "Apache-2.0",

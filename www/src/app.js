@@ -223,7 +223,9 @@ function showFirstRun(model) {
   link.hidden = !entry.licence_url;
   if (entry.licence_url) link.href = entry.licence_url;
   const gated = entry.gated && !state.config.modelBaseUrl ? ' Gated: its host refuses anonymous downloads, so it works only where this site serves it (modelBaseUrl).' : '';
-  $('first-run-source').textContent = `From: ${entry.source || model.url}.${gated}`;
+  // A site that hosts the models itself (modelBaseUrl) serves them: name that, not the public host.
+  const from = state.config.modelBaseUrl ? model.url : entry.source || model.url;
+  $('first-run-source').textContent = `From: ${from}.${gated}`;
   $('first-run-accept').textContent = `Download${sizeText(entry) ? ` ${sizeText(entry)}` : ''}`;
   renderChoices();
   $('first-run').hidden = false;

@@ -163,7 +163,7 @@ pub fn fetch_entry(entry: &ModelEntry, path: &Path, quiet: bool, yes: bool) -> R
             entry.id
         ));
     }
-    ensure_cached(&source, path, entry.size, entry.sha256.as_deref(), quiet)
+    download_verified(&source, path, entry.size, entry.sha256.as_deref(), quiet)
         .map_err(|e| with_self_hosting_help(e, entry))
 }
 
@@ -285,8 +285,7 @@ fn cached_copy_is_good(
     Ok(false)
 }
 
-/// Downloads into the cache unless a verified copy is already there. Without a pinned hash the
-/// first download's hash is recorded, and a later download that differs is refused.
+/// Downloads into the cache unless a verified copy is already there.
 fn ensure_cached(
     source: &Download,
     path: &Path,
@@ -297,6 +296,18 @@ fn ensure_cached(
     if cached_copy_is_good(source, path, pinned)? {
         return Ok(());
     }
+    download_verified(source, path, size, pinned, quiet)
+}
+
+/// Downloads to `path`, verified against the pinned hash; without one, the first download's hash
+/// is recorded, and a later download that differs is refused.
+fn download_verified(
+    source: &Download,
+    path: &Path,
+    size: Option<u64>,
+    pinned: Option<&str>,
+    quiet: bool,
+) -> Result<(), String> {
     let key = net::source_label(source).to_string();
     let mut trust = TrustStore::load()?;
     let recorded = if pinned.is_none() {
