@@ -59,7 +59,7 @@ fn xorshift(mut state: u32) -> impl FnMut() -> u32 {
 
 /// ONNX DynamicQuantizeLinear's formula, shared with the engine's native test.
 mod quantize_reference {
-    include!("../../src/ops/quantize_reference.rs");
+    include!("../../cutout/src/ops/quantize_reference.rs");
 }
 
 #[wasm_bindgen_test]
@@ -248,7 +248,7 @@ fn a_build_without_threads_says_so() {
     assert_eq!(cutout_wasm::use_threads(4), 1);
 }
 
-/// Our int8 kernel (crate/src/ops/wasm_kernels/int8.rs) against tract's own wasm kernel and a
+/// Our int8 kernel (crates/cutout/src/ops/wasm_kernels/int8.rs) against tract's own wasm kernel and a
 /// plain triple loop: random i8 matrices of awkward sizes (partial tiles, k not a multiple of 4),
 /// with the epilogue a quantized convolution uses (per-row bias, row x column offsets,
 /// requantisation, i8 and i32 stores). Every value must be equal.
@@ -331,7 +331,7 @@ fn our_int8_kernel_computes_what_tracts_does() {
     }
 }
 
-/// The quantizer's SIMD path (crate/src/ops/quantize.rs) against ONNX DynamicQuantizeLinear's
+/// The quantizer's SIMD path (crates/cutout/src/ops/quantize.rs) against ONNX DynamicQuantizeLinear's
 /// formula, element by element: random ranges, lengths that leave a scalar tail, exact ties and
 /// an all-zero input (scale 0).
 #[wasm_bindgen_test]
@@ -437,7 +437,7 @@ fn our_f32_kernel_computes_what_tracts_does() {
 
 /// The Winograd convolution's oracle and cases, shared with the engine's native test.
 mod winograd_reference {
-    include!("../../src/ops/winograd_reference.rs");
+    include!("../../cutout/src/ops/winograd_reference.rs");
 }
 
 #[wasm_bindgen_test]

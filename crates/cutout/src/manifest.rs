@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The manifest shipped with this build.
-pub const BUILTIN_MANIFEST_JSON: &str = include_str!("../../models/manifest.json");
+pub const BUILTIN_MANIFEST_JSON: &str = include_str!("../../../models/manifest.json");
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {

@@ -437,6 +437,6 @@ fn bad_input_corpus_fails_cleanly() {
 /// The e2e crate's generators, shared so both test suites use one corpus.
 #[allow(dead_code)]
 mod corpus {
-    include!("../../tests/src/corpus.rs");
+    include!("../../../tests/src/corpus.rs");
 }
 use corpus::{encode, red_square_on_blue};
