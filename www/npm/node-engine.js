@@ -9,11 +9,11 @@
 // trusted on first download.
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile, open } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parentPort } from 'node:worker_threads';
 import manifest from './manifest.js';
+import { cacheDir } from './node-cache.js';
 import { resolveModel } from './model-spec.js';
 import * as relaxedGlue from './pkg-relaxed/cutout_wasm.js';
 import * as simdGlue from './pkg-simd/cutout_wasm.js';
@@ -35,10 +35,6 @@ async function initWasm() {
   return wasm;
 }
 
-export function cacheDir() {
-  if (process.env.CUTOUT_CACHE_DIR) return process.env.CUTOUT_CACHE_DIR;
-  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'cutout');
-}
 
 const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 const trustPath = () => join(cacheDir(), 'models', TRUST_FILE);

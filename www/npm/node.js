@@ -3,11 +3,13 @@
 // http(s) URLs, Buffers/Uint8Arrays or Blobs; models are cached on disk in the same place as the
 // `cutout` CLI's ($CUTOUT_CACHE_DIR or $XDG_CACHE_HOME/cutout, ~/.cache/cutout).
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import manifest from './manifest.js';
+import { cacheDir } from './node-cache.js';
+
+export { cacheDir };
 
 const STAGES = ['decode', 'preprocess', 'inference', 'postprocess', 'encode'];
 
@@ -20,10 +22,6 @@ export function configure(options) {
   defaults = { ...defaults, ...options };
 }
 
-export function cacheDir() {
-  if (process.env.CUTOUT_CACHE_DIR) return process.env.CUTOUT_CACHE_DIR;
-  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'cutout');
-}
 
 function abortError() {
   return new DOMException('The operation was aborted.', 'AbortError');
