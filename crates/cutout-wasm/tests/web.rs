@@ -2,7 +2,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use cutout::image::{self, ImageFormat, RgbaImage};
-use cutout::tiny_model::TinyModel;
+use cutout_testkit::{self as corpus, TinyModel};
 use cutout_wasm::{manifest_json, probe_dimensions_js, Engine};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::*;
@@ -15,12 +15,6 @@ fn engine() -> Engine {
     Engine::new(&tiny.onnx_bytes(), &entry)
         .map_err(JsValue::from)
         .expect("tiny model loads")
-}
-
-/// The engine tests' generated images, shared with every suite.
-#[allow(dead_code)]
-mod corpus {
-    include!("../../../tests/src/corpus.rs");
 }
 
 fn red_square(width: u32, height: u32) -> RgbaImage {

@@ -11,8 +11,6 @@ mod ops;
 mod optimise;
 pub mod pipeline;
 mod resize;
-#[doc(hidden)]
-pub mod tiny_model;
 /// Our wasm SIMD code (the matmul kernels, the quantizer, Winograd convolution), exposed for the wasm test suite to
 /// hold against tract's kernels and the reference formulas.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]

@@ -192,7 +192,7 @@ fn remove_unused(model: &mut TypedModel, mut candidates: HashSet<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tiny_model::TinyModel;
+    use cutout_testkit::TinyModel;
     use std::path::PathBuf;
 
     fn decluttered(onnx: &[u8], side: usize) -> TypedModel {

@@ -1,8 +1,8 @@
 //! The engine end to end on tiny generated models: every option, format and failure mode, in
 //! milliseconds. (The real model is exercised by the workspace's tests/ crate.)
 
-use cutout::tiny_model::TinyModel;
 use cutout::{decode, Error, Model, Options, OutputFormat, OutputKind, Rendered, Session, Stage};
+use cutout_testkit::{self as corpus, encode, red_square_on_blue, TinyModel};
 use image::{GrayImage, ImageFormat, Rgba, RgbaImage};
 
 fn session(tiny: TinyModel) -> Session {
@@ -433,10 +433,3 @@ fn bad_input_corpus_fails_cleanly() {
         assert!(err.contains(bad.expected), "{}: {err}", bad.file_name);
     }
 }
-
-/// The e2e crate's generators, shared so both test suites use one corpus.
-#[allow(dead_code)]
-mod corpus {
-    include!("../../../tests/src/corpus.rs");
-}
-use corpus::{encode, red_square_on_blue};

@@ -390,7 +390,7 @@ mod tests {
         axis: i64,
         extra: bool,
     ) -> TractResult<TypedModel> {
-        use crate::tiny_model::{int_attr, model_bytes, node, value_info};
+        use cutout_testkit::tiny_model::{int_attr, model_bytes, node, value_info};
         use tract_onnx::pb;
         let untyped = |name: &str| pb::ValueInfoProto {
             name: name.into(),

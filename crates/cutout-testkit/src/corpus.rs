@@ -1,5 +1,5 @@
-// Generated test images and the corpus of broken inputs. Only `image` and std are used here, so
-// the engine crate's own tests include this file too (one corpus for every suite).
+//! Generated test images and the corpus of broken inputs (one corpus for every suite: the
+//! engine, the CLI and the wasm API).
 
 use std::io::Cursor;
 
@@ -127,14 +127,7 @@ pub fn bad_input_corpus() -> Vec<BadInput> {
     bad_crc[idat + 6] ^= 0xFF;
     let mut gif_huge = gif.clone();
     gif_huge[6..10].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
-    let mut pseudo_random = vec![0u8; 4096];
-    let mut state = 0x1234_5678u32;
-    for b in pseudo_random.iter_mut() {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        *b = state as u8;
-    }
+    let pseudo_random = crate::Rng::new(0x1234_5678).bytes(4096);
     let corrupt = "corrupt or truncated";
     let unknown = "not in a recognised image format";
     let too_large = "too large";

@@ -6,7 +6,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use cutout_e2e::*;
+use cutout_testkit::*;
+
+/// Cargo builds the binary for its own integration tests.
+const CLI: &str = env!("CARGO_BIN_EXE_cutout");
 use image::{GrayImage, RgbaImage};
 
 struct Scores {
@@ -94,6 +97,7 @@ fn the_default_model_from_its_public_layout_cuts_out_the_example_photo() {
     serve_model(&server, &manifest, "isnet-fp16", &fs::read(model).unwrap());
     let manifest_path = write_manifest(&dir, &manifest);
     let out = run_cli_with_env(
+        CLI,
         &dir,
         &["-i", example.to_str().unwrap(), "-o", "photo.png"],
         &[("CUTOUT_MANIFEST", manifest_path.as_str())],
@@ -134,7 +138,7 @@ fn real_photos_get_opaque_subjects_and_transparent_backgrounds() {
         example.to_str().unwrap(),
     ];
     args.extend(davis.iter().map(|p| p.to_str().unwrap()));
-    let out = run_cli(&dir, &args);
+    let out = run_cli(CLI, &dir, &args);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(stdout(&out).matches("COMPLETED").count(), davis.len() + 1);
 

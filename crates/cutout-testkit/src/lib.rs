@@ -1,5 +1,7 @@
-//! Support for Cutout's end-to-end tests: where the CLI binary and the real models are, generated
-//! test images, and the corpus of broken inputs every shell must reject with a clear message.
+//! Test support shared by every Cutout suite (a dev-dependency only): tiny models built in code,
+//! generated test images and the corpus of broken inputs every shell must reject with a clear
+//! message, a local HTTP server standing in for the model hosts, one seeded RNG, and where the
+//! real models are.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -7,42 +9,31 @@ use std::process::{Command, Output};
 use cutout::Manifest;
 
 mod corpus;
+mod rng;
 mod server;
+pub mod tiny_model;
 pub use corpus::*;
+pub use rng::Rng;
 pub use server::{Route, TestServer};
+pub use tiny_model::TinyModel;
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
+        .ancestors()
+        .nth(2)
+        .expect("crates/cutout-testkit is two levels down")
         .to_path_buf()
 }
 
-/// The release CLI. The test command builds it first (`cargo build --release`); `CUTOUT_BIN`
-/// overrides the location, and `CARGO_TARGET_DIR` is honoured.
-pub fn cli_path() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let path = std::env::var_os("CUTOUT_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target.join("release/cutout"));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build --release` first",
-        path.display()
-    );
-    path
-}
-
-/// Runs the CLI in `cwd`, with a model cache of its own (`cwd/.cache`).
-pub fn run_cli(cwd: &Path, args: &[&str]) -> Output {
-    run_cli_with_env(cwd, args, &[])
+/// Runs the CLI binary `cli` (in its own tests, `env!("CARGO_BIN_EXE_cutout")`: cargo builds it)
+/// in `cwd`, with a model cache of its own (`cwd/.cache`).
+pub fn run_cli(cli: &str, cwd: &Path, args: &[&str]) -> Output {
+    run_cli_with_env(cli, cwd, args, &[])
 }
 
 /// Like [`run_cli`], with extra environment variables.
-pub fn run_cli_with_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(cli_path());
+pub fn run_cli_with_env(cli: &str, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(cli);
     command
         .args(args)
         .current_dir(cwd)

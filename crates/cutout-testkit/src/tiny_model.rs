@@ -36,7 +36,7 @@ impl Default for TinyModel {
     }
 }
 
-pub(crate) fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
+pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
     pb::NodeProto {
         op_type: op.into(),
         name: name.into(),
@@ -46,7 +46,7 @@ pub(crate) fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> p
     }
 }
 
-pub(crate) fn int_attr(name: &str, value: i64) -> pb::AttributeProto {
+pub fn int_attr(name: &str, value: i64) -> pb::AttributeProto {
     pb::AttributeProto {
         name: name.into(),
         r#type: pb::attribute_proto::AttributeType::Int as i32,
@@ -55,7 +55,7 @@ pub(crate) fn int_attr(name: &str, value: i64) -> pb::AttributeProto {
     }
 }
 
-pub(crate) fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
+pub fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{dimension::Value, Dimension};
     pb::ValueInfoProto {
         name: name.into(),
@@ -98,7 +98,7 @@ fn weights(name: &str, dims: &[i64], values: &[f32], fp16: bool) -> pb::TensorPr
 }
 
 /// `graph` as a serialised ONNX model (opset 15).
-pub(crate) fn model_bytes(graph: pb::GraphProto) -> Vec<u8> {
+pub fn model_bytes(graph: pb::GraphProto) -> Vec<u8> {
     pb::ModelProto {
         ir_version: 8,
         producer_name: "cutout-tests".into(),
@@ -189,8 +189,8 @@ impl TinyModel {
     }
 
     /// A manifest entry describing this model (RMBG-1.4 conventions; logits if `sigmoid` is off).
-    pub fn entry(&self) -> crate::manifest::ModelEntry {
-        let mut entry = crate::manifest::Manifest::builtin().default_entry().clone();
+    pub fn entry(&self) -> cutout::ModelEntry {
+        let mut entry = cutout::Manifest::builtin().default_entry().clone();
         entry.id = "tiny".into();
         entry.name = "tiny test model".into();
         entry.url = None;

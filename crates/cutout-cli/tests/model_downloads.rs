@@ -7,9 +7,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use cutout::manifest::ModelPart;
-use cutout::tiny_model::TinyModel;
 use cutout::{sha256_hex, Manifest, ModelEntry};
-use cutout_e2e::*;
+use cutout_testkit::*;
+
+/// Cargo builds the binary for its own integration tests.
+const CLI: &str = env!("CARGO_BIN_EXE_cutout");
 use image::ImageFormat;
 
 fn photo(dir: &Path) -> String {
@@ -97,7 +99,7 @@ fn a_model_in_parts_is_announced_assembled_verified_and_cached() {
     let env = [("CUTOUT_MANIFEST", manifest_path.as_str())];
 
     // No --model: the default, announced with its licence before the download.
-    let out = run_cli_with_env(&dir, &["-i", &input, "-o", "out.png"], &env);
+    let out = run_cli_with_env(CLI, &dir, &["-i", &input, "-o", "out.png"], &env);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     for expected in [
@@ -125,13 +127,14 @@ fn a_model_in_parts_is_announced_assembled_verified_and_cached() {
     assert_eq!(server.hits(&first_part), 1);
 
     // Later runs use the cache: no request, no announcement.
-    let out = run_cli_with_env(&dir, &["-i", &input, "-o", "again.png"], &env);
+    let out = run_cli_with_env(CLI, &dir, &["-i", &input, "-o", "again.png"], &env);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("licence:"), "{}", stderr(&out));
     assert_eq!(server.hits(&first_part), 1);
 
     // Self-hosting: the assembled file into a directory a site owner uploads.
     let out = run_cli_with_env(
+        CLI,
         &dir,
         &["models", "fetch", "tiny-parts", "--dir", "site/models"],
         &env,
@@ -149,6 +152,7 @@ fn a_model_in_parts_is_announced_assembled_verified_and_cached() {
     let other = temp_dir("downloads-parts-mirror");
     let mirror_base = mirror.url("/models");
     let out = run_cli_with_env(
+        CLI,
         &other,
         &["-i", &input, "-o", "out.png"],
         &[
@@ -177,7 +181,7 @@ fn a_wrong_or_cut_part_keeps_nothing_and_says_which_part() {
     server.add(&second, Route::File(altered));
     let env = [("CUTOUT_MANIFEST", manifest_path.as_str())];
 
-    let out = run_cli_with_env(&dir, &["-i", &input, "--model", "tiny-parts"], &env);
+    let out = run_cli_with_env(CLI, &dir, &["-i", &input, "--model", "tiny-parts"], &env);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
@@ -188,7 +192,7 @@ fn a_wrong_or_cut_part_keeps_nothing_and_says_which_part() {
 
     let body = tiny[entry.parts[0].size as usize..][..entry.parts[1].size as usize].to_vec();
     server.add(&second, Route::Cut { body, sent: 10 });
-    let out = run_cli_with_env(&dir, &["-i", &input, "--model", "tiny-parts"], &env);
+    let out = run_cli_with_env(CLI, &dir, &["-i", &input, "--model", "tiny-parts"], &env);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("was cut after"), "{}", stderr(&out));
     assert!(models_in_cache(&dir).is_empty(), "nothing partial is kept");
@@ -218,6 +222,7 @@ fn an_unpinned_model_is_trusted_on_first_download_and_a_changed_file_refused() {
     let env = [("CUTOUT_MANIFEST", manifest_path.as_str())];
     let run = || {
         run_cli_with_env(
+            CLI,
             &dir,
             &[
                 "-i",
@@ -283,7 +288,7 @@ fn hosts_that_refuse_get_messages_that_name_the_problem_and_the_fix() {
     let manifest_path = write_manifest(&dir, &manifest);
     let env = [("CUTOUT_MANIFEST", manifest_path.as_str())];
 
-    let out = run_cli_with_env(&dir, &["-i", &input, "--model", "rmbg-1.4"], &env);
+    let out = run_cli_with_env(CLI, &dir, &["-i", &input, "--model", "rmbg-1.4"], &env);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     for expected in [
@@ -297,7 +302,7 @@ fn hosts_that_refuse_get_messages_that_name_the_problem_and_the_fix() {
     }
 
     // Not served at all (moved or removed upstream).
-    let out = run_cli_with_env(&dir, &["-i", &input, "--model", "ormbg"], &env);
+    let out = run_cli_with_env(CLI, &dir, &["-i", &input, "--model", "ormbg"], &env);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
@@ -317,7 +322,7 @@ fn hosts_that_refuse_get_messages_that_name_the_problem_and_the_fix() {
 fn without_overrides_the_default_comes_from_the_public_host() {
     let dir = temp_dir("downloads-offline");
     let input = photo(&dir);
-    let out = run_cli(&dir, &["-i", &input, "--yes"]);
+    let out = run_cli(CLI, &dir, &["-i", &input, "--yes"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     let official = "https://staticimgly.com/@imgly/background-removal-data/1.4.5/dist/";
@@ -339,7 +344,7 @@ fn without_overrides_the_default_comes_from_the_public_host() {
 #[test]
 fn models_list_shows_licences_sources_and_how_each_is_verified() {
     let dir = temp_dir("downloads-list");
-    let out = run_cli(&dir, &["models", "list"]);
+    let out = run_cli(CLI, &dir, &["models", "list"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let default_line = text
@@ -371,5 +376,5 @@ fn models_list_shows_licences_sources_and_how_each_is_verified() {
             "'{expected}' missing from:\n{text}"
         );
     }
-    assert_eq!(stdout(&run_cli(&dir, &["--list-models"])), text);
+    assert_eq!(stdout(&run_cli(CLI, &dir, &["--list-models"])), text);
 }

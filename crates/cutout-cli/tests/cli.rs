@@ -4,8 +4,10 @@
 use std::fs;
 use std::path::Path;
 
-use cutout::tiny_model::TinyModel;
-use cutout_e2e::*;
+use cutout_testkit::*;
+
+/// Cargo builds the binary for its own integration tests.
+const CLI: &str = env!("CARGO_BIN_EXE_cutout");
 use image::ImageFormat;
 
 fn write_tiny_model(dir: &Path) -> String {
@@ -40,7 +42,11 @@ fn single_image_to_named_output() {
     let dir = temp_dir("cli-single");
     let model = write_tiny_model(&dir);
     let input = write_image(&dir, "photo.jpg", ImageFormat::Jpeg);
-    let out = run_cli(&dir, &["-i", &input, "-o", "out.png", "--model", &model]);
+    let out = run_cli(
+        CLI,
+        &dir,
+        &["-i", &input, "-o", "out.png", "--model", &model],
+    );
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("COMPLETED"), "{}", stdout(&out));
     assert_cutout_png(&dir.join("out.png"), 120, 90);
@@ -51,7 +57,7 @@ fn without_output_a_random_hex_name_is_printed() {
     let dir = temp_dir("cli-random-name");
     let model = write_tiny_model(&dir);
     let input = write_image(&dir, "photo.png", ImageFormat::Png);
-    let out = run_cli(&dir, &["-i", &input, "--model", &model]);
+    let out = run_cli(CLI, &dir, &["-i", &input, "--model", &model]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let name = text.trim().rsplit(' ').next().unwrap();
@@ -70,7 +76,11 @@ fn existing_files_are_never_overwritten_without_force() {
     let model = write_tiny_model(&dir);
     let input = write_image(&dir, "photo.png", ImageFormat::Png);
     fs::write(dir.join("out.png"), b"precious").unwrap();
-    let out = run_cli(&dir, &["-i", &input, "-o", "out.png", "--model", &model]);
+    let out = run_cli(
+        CLI,
+        &dir,
+        &["-i", &input, "-o", "out.png", "--model", &model],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stdout(&out).contains("already exists (use --force"),
@@ -79,6 +89,7 @@ fn existing_files_are_never_overwritten_without_force() {
     );
     assert_eq!(fs::read(dir.join("out.png")).unwrap(), b"precious");
     let out = run_cli(
+        CLI,
         &dir,
         &["-i", &input, "-o", "out.png", "--model", &model, "--force"],
     );
@@ -86,6 +97,7 @@ fn existing_files_are_never_overwritten_without_force() {
     assert_cutout_png(&dir.join("out.png"), 120, 90);
     // Writing over the input itself is refused even with --force.
     let out = run_cli(
+        CLI,
         &dir,
         &["-i", &input, "-o", &input, "--model", &model, "--force"],
     );
@@ -105,7 +117,7 @@ fn output_options_mask_background_crop_webp() {
     let run = |extra: &[&str]| {
         let mut args = vec!["-i", input.as_str(), "--model", model.as_str(), "--force"];
         args.extend_from_slice(extra);
-        let out = run_cli(&dir, &args);
+        let out = run_cli(CLI, &dir, &args);
         assert!(
             out.status.success(),
             "{extra:?}: {}{}",
@@ -134,7 +146,7 @@ fn output_options_mask_background_crop_webp() {
         ImageFormat::WebP
     );
     assert_eq!(&fs::read(dir.join("out.webp")).unwrap()[8..12], b"WEBP");
-    let out = run_cli(&dir, &["-i", &input, "--model", &model, "-o", "x.jpg"]);
+    let out = run_cli(CLI, &dir, &["-i", &input, "--model", &model, "-o", "x.jpg"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("name the output .png or .webp"),
@@ -142,6 +154,7 @@ fn output_options_mask_background_crop_webp() {
         stderr(&out)
     );
     let out = run_cli(
+        CLI,
         &dir,
         &["-i", &input, "--model", &model, "--bg", "not-a-colour"],
     );
@@ -160,6 +173,7 @@ fn batch_of_directory_glob_and_broken_files_reports_each() {
     fs::write(inputs.join("broken.png"), b"not an image").unwrap();
     let glob = format!("{}/*.jpg", inputs.display());
     let out = run_cli(
+        CLI,
         &dir,
         &[
             "-i",
@@ -202,7 +216,7 @@ fn every_broken_input_fails_with_a_clear_reason() {
         args.push(path.display().to_string());
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = run_cli(&dir, &args);
+    let out = run_cli(CLI, &dir, &args);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     for bad in &corpus {
@@ -248,7 +262,7 @@ fn broken_models_are_refused_with_reasons() {
     ];
     for (name, bytes, expected) in cases {
         fs::write(dir.join(name), bytes).unwrap();
-        let out = run_cli(&dir, &["-i", &input, "--model", name]);
+        let out = run_cli(CLI, &dir, &["-i", &input, "--model", name]);
         assert_eq!(out.status.code(), Some(2), "{name}");
         assert!(stderr(&out).contains(expected), "{name}: {}", stderr(&out));
         assert!(
@@ -260,6 +274,7 @@ fn broken_models_are_refused_with_reasons() {
     fs::write(dir.join("tiny.onnx"), &good).unwrap();
     let wrong = "0".repeat(64);
     let out = run_cli(
+        CLI,
         &dir,
         &[
             "-i",
@@ -276,13 +291,13 @@ fn broken_models_are_refused_with_reasons() {
         "{}",
         stderr(&out)
     );
-    let out = run_cli(&dir, &["-i", &input, "--model", "nope.onnx"]);
+    let out = run_cli(CLI, &dir, &["-i", &input, "--model", "nope.onnx"]);
     assert!(
         stderr(&out).contains("model file not found: nope.onnx"),
         "{}",
         stderr(&out)
     );
-    let out = run_cli(&dir, &["-i", &input, "--model", "no-such-id"]);
+    let out = run_cli(CLI, &dir, &["-i", &input, "--model", "no-such-id"]);
     assert!(
         stderr(&out).contains("unknown model 'no-such-id'") && stderr(&out).contains("rmbg-1.4")
     );
@@ -302,6 +317,7 @@ fn a_model_without_download_says_where_to_put_it() {
     entry.parts_base_url = None;
     let manifest_path = write_manifest(&dir, &manifest);
     let out = run_cli_with_env(
+        CLI,
         &dir,
         &["-i", &input, "--model", "isnet"],
         &[("CUTOUT_MANIFEST", manifest_path.as_str())],
@@ -335,6 +351,7 @@ fn url_inputs_download_with_limits_and_clear_errors() {
     let missing = server.url("/missing.jpg");
     let cut = server.url("/cut.jpg");
     let out = run_cli(
+        CLI,
         &dir,
         &[
             "-i",
@@ -356,6 +373,7 @@ fn url_inputs_download_with_limits_and_clear_errors() {
     assert!(text.contains(&format!("FAILED {cut}")), "{text}");
     assert!(text.contains("'ftp' URLs are not supported"), "{text}");
     let out = run_cli(
+        CLI,
         &dir,
         &[
             "-i",
@@ -394,6 +412,7 @@ fn models_from_urls_are_downloaded_once_verified_and_never_kept_broken() {
     let url = server.url("/m/tiny.onnx");
     for round in 0..2 {
         let out = run_cli(
+            CLI,
             &dir,
             &[
                 "-i",
@@ -419,6 +438,7 @@ fn models_from_urls_are_downloaded_once_verified_and_never_kept_broken() {
     let wrong = "1".repeat(64);
     let other = temp_dir("cli-model-download-mismatch");
     let out = run_cli(
+        CLI,
         &other,
         &["-i", &input, "--model", &url, "--model-sha256", &wrong],
     );
@@ -434,7 +454,7 @@ fn models_from_urls_are_downloaded_once_verified_and_never_kept_broken() {
     );
 
     let cut = server.url("/m/cut.onnx");
-    let out = run_cli(&other, &["-i", &input, "--model", &cut]);
+    let out = run_cli(CLI, &other, &["-i", &input, "--model", &cut]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("was cut after"), "{}", stderr(&out));
     assert!(
