@@ -86,13 +86,13 @@ async function fetchInto(url, file, hashes, expectedSize, onBytes) {
   try {
     for await (const chunk of response.body) {
       loaded += chunk.length;
-      if (expectedSize && loaded > expectedSize) throw new Error(`${url} sent more than the expected ${expectedSize} bytes: wrong file`);
+      if (expectedSize && loaded > expectedSize) throw Object.assign(new Error(`${url} sent more than the expected ${expectedSize} bytes: wrong file`), { code: 'model-oversized' });
       for (const hash of hashes) hash.update(chunk);
       await file.write(chunk);
       onBytes(chunk.length);
     }
   } catch (e) {
-    if (e.message.includes('wrong file')) throw e;
+    if (e.code === 'model-oversized') throw e;
     throw new Error(`the model download from ${url} was interrupted after ${loaded} of ${announced || expectedSize || '?'} bytes: ${e.message}`);
   }
   const total = announced || expectedSize;

@@ -138,7 +138,7 @@ async function processImage({ id, file, pixels, options }) {
   try {
     wasm.probeDimensions(bytes, maxPixels);
   } catch (e) {
-    if (!e.message.startsWith('not a supported image')) throw e;
+    if (e.name !== 'not-an-image') throw e;
     headerError = e;
   }
   let bitmap = null;
@@ -153,7 +153,7 @@ async function processImage({ id, file, pixels, options }) {
     if (width * height > maxPixels) {
       bitmap.close();
       // Same wording as the engine, which had no header parser for this format.
-      throw new Error(`the image is too large: ${width}x${height} = ${width * height} pixels, the limit is ${maxPixels}`);
+      throw Object.assign(new Error(`the image is too large: ${width}x${height} = ${width * height} pixels, the limit is ${maxPixels}`), { name: 'too-many-pixels' });
     }
     const canvas = new OffscreenCanvas(width, height);
     const context = canvas.getContext('2d', { willReadFrequently: true });

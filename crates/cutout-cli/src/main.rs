@@ -1,5 +1,6 @@
 //! `cutout`: remove image backgrounds on this machine. A thin shell over the `cutout` engine.
 
+mod error;
 mod inputs;
 mod models;
 mod net;
@@ -13,6 +14,7 @@ use clap::{Parser, Subcommand};
 use cutout::{Manifest, Options, OutputFormat, OutputKind, Session, Stage};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use error::{exit, CliError};
 use inputs::Input;
 use output::{Destination, Namer};
 
@@ -27,6 +29,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "cutout",
     version,
     subcommand_negates_reqs = true,
+    after_help = "Exit codes: 0 every input done, 1 some inputs failed (each has a FAILED line), \
+                  2 bad usage or options, 3 the model could not be found, downloaded, verified \
+                  or loaded.",
     args_conflicts_with_subcommands = true,
     about = "Remove image backgrounds on this machine: nothing is uploaded.",
     after_help = "Examples:\n  cutout -i photo.jpg                    writes a1b2c3d4.png here\n  \
@@ -145,19 +150,20 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match run(args) {
         Ok(code) => code,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::from(2)
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(error.exit_code())
         }
     }
 }
 
-fn output_format(args: &Args) -> Result<OutputFormat, String> {
+fn output_format(args: &Args) -> Result<OutputFormat, CliError> {
     let from_flag = match &args.format {
-        Some(name) => Some(
-            OutputFormat::from_name(name)
-                .ok_or_else(|| format!("--format '{name}' is not supported: use png or webp"))?,
-        ),
+        Some(name) => Some(OutputFormat::from_name(name).ok_or_else(|| {
+            CliError::Usage(format!(
+                "--format '{name}' is not supported: use png or webp"
+            ))
+        })?),
         None => None,
     };
     let from_extension = args
@@ -167,16 +173,15 @@ fn output_format(args: &Args) -> Result<OutputFormat, String> {
         .and_then(|p| p.extension())
         .map(|e| e.to_string_lossy().into_owned());
     match (from_flag, from_extension) {
-        (Some(f), Some(ext)) if OutputFormat::from_name(&ext) != Some(f) => Err(format!(
-            "-o has extension .{ext} but --format is {}",
-            f.extension()
+        (Some(f), Some(ext)) if OutputFormat::from_name(&ext) != Some(f) => Err(CliError::Usage(
+            format!("-o has extension .{ext} but --format is {}", f.extension()),
         )),
         (Some(f), _) => Ok(f),
         (None, Some(ext)) => OutputFormat::from_name(&ext).map(Ok).unwrap_or_else(|| {
             // A single output named without a known extension: refuse rather than guess.
-            Err(format!(
+            Err(CliError::Usage(format!(
                 "cannot write .{ext} files: name the output .png or .webp"
-            ))
+            )))
         }),
         (None, None) => Ok(OutputFormat::Png),
     }
@@ -224,7 +229,7 @@ fn list_models(manifest: &Manifest) {
     );
 }
 
-fn run_models_command(manifest: &Manifest, command: ModelsCommand) -> Result<ExitCode, String> {
+fn run_models_command(manifest: &Manifest, command: ModelsCommand) -> Result<ExitCode, CliError> {
     match command {
         ModelsCommand::List => list_models(manifest),
         ModelsCommand::Fetch {
@@ -240,7 +245,7 @@ fn run_models_command(manifest: &Manifest, command: ModelsCommand) -> Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(mut args: Args) -> Result<ExitCode, String> {
+fn run(mut args: Args) -> Result<ExitCode, CliError> {
     let manifest = models::load_manifest()?;
     if let Some(Command::Models(command)) = args.command.take() {
         return run_models_command(&manifest, command);
@@ -255,7 +260,7 @@ fn run(mut args: Args) -> Result<ExitCode, String> {
         .as_deref()
         .map(cutout::parse_colour)
         .transpose()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| CliError::engine("--bg: ", e))?;
     let options = Options {
         kind: if args.mask_only {
             OutputKind::Mask
@@ -281,7 +286,7 @@ fn run(mut args: Args) -> Result<ExitCode, String> {
         for bad in &expanded.bad {
             println!("FAILED {}: {}", bad.arg, bad.reason);
         }
-        return Err("no input images".into());
+        return Err(CliError::Usage("no input images".into()));
     }
 
     let threads = args
@@ -306,7 +311,7 @@ fn run(mut args: Args) -> Result<ExitCode, String> {
         }
     }
     let model = cutout::Model::load(&resolved.bytes, &resolved.entry)
-        .map_err(|e| format!("model {}: {e}", resolved.origin))?;
+        .map_err(|e| CliError::engine(format!("model {}: ", resolved.origin), e))?;
     drop(resolved.bytes);
     let load_time = started.elapsed();
     if args.timings {
@@ -371,11 +376,11 @@ fn run(mut args: Args) -> Result<ExitCode, String> {
             started.elapsed().as_secs_f64()
         );
     }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
+    Ok(ExitCode::from(if failed == 0 {
+        exit::SUCCESS
     } else {
-        ExitCode::from(1)
-    })
+        exit::SOME_INPUTS_FAILED
+    }))
 }
 
 type Timings = Vec<(Stage, Duration)>;
@@ -388,9 +393,11 @@ fn format_timings(timings: &Timings) -> String {
         .join(", ")
 }
 
-fn read_input(input: &Input, max_download_bytes: u64) -> Result<Vec<u8>, String> {
+fn read_input(input: &Input, max_download_bytes: u64) -> Result<Vec<u8>, CliError> {
     match input {
-        Input::File(path) => std::fs::read(path).map_err(|e| format!("cannot read: {e}")),
+        Input::File(path) => {
+            std::fs::read(path).map_err(|e| CliError::File(format!("cannot read: {e}")))
+        }
         Input::Url(url) => net::fetch_image(url, max_download_bytes),
     }
 }
@@ -401,7 +408,7 @@ fn process_one(
     options: &Options,
     namer: &mut Namer,
     args: &Args,
-) -> Result<(PathBuf, Timings), String> {
+) -> Result<(PathBuf, Timings), CliError> {
     let bytes = read_input(input, args.max_download_bytes)?;
     let mut timings: Timings = vec![];
     let mut current: Option<(Stage, Instant)> = None;
@@ -412,18 +419,18 @@ fn process_one(
         current = Some((stage, Instant::now()));
     };
     let encoded = session
-        .process_file_bytes(&bytes, options, &mut on_stage)
-        .map_err(|e| e.to_string())?;
+        .run(cutout::Input::Encoded(&bytes), options, &mut on_stage)?
+        .encoded;
     if let Some((prev, t)) = current.take() {
         timings.push((prev, t.elapsed()));
     }
     let path = namer.name_for(input);
     if let Input::File(source) = input {
         if same_file(source, &path) {
-            return Err(format!(
+            return Err(CliError::File(format!(
                 "refusing to write the result over its own input {}",
                 path.display()
-            ));
+            )));
         }
     }
     output::write_output(&path, &encoded, args.force)?;

@@ -1,6 +1,7 @@
 //! Resolving `--model <id|path|URL>` to model bytes and the manifest entry that says how to feed it.
 //! Manifest ids and URLs are downloaded once into the user cache directory.
 
+use crate::error::{CliError, DownloadFailure};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, IsTerminal, Write};
@@ -44,52 +45,63 @@ pub struct ModelRequest<'a> {
 }
 
 /// The built-in manifest, or the file `CUTOUT_MANIFEST` names.
-pub fn load_manifest() -> Result<Manifest, String> {
+pub fn load_manifest() -> Result<Manifest, CliError> {
     match std::env::var_os(MANIFEST_ENV).filter(|p| !p.is_empty()) {
         None => Ok(Manifest::builtin()),
         Some(path) => {
             let path = PathBuf::from(path);
             let text = fs::read_to_string(&path).map_err(|e| {
-                format!(
+                CliError::Model(format!(
                     "cannot read the manifest {} ({MANIFEST_ENV}): {e}",
                     path.display()
-                )
+                ))
             })?;
-            Manifest::parse(&text).map_err(|e| format!("{} ({MANIFEST_ENV}): {e}", path.display()))
+            Manifest::parse(&text)
+                .map_err(|e| CliError::Model(format!("{} ({MANIFEST_ENV}): {e}", path.display())))
         }
     }
 }
 
-pub fn cache_dir() -> Result<PathBuf, String> {
+pub fn cache_dir() -> Result<PathBuf, CliError> {
     if let Some(dir) = std::env::var_os(CACHE_ENV).filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
-    dirs::cache_dir()
-        .map(|d| d.join("cutout"))
-        .ok_or_else(|| format!("no user cache directory on this system: set {CACHE_ENV}"))
+    dirs::cache_dir().map(|d| d.join("cutout")).ok_or_else(|| {
+        CliError::Model(format!(
+            "no user cache directory on this system: set {CACHE_ENV}"
+        ))
+    })
 }
 
-pub fn models_dir() -> Result<PathBuf, String> {
+pub fn models_dir() -> Result<PathBuf, CliError> {
     Ok(cache_dir()?.join("models"))
 }
 
-fn lookup<'m>(manifest: &'m Manifest, id: &str) -> Result<&'m ModelEntry, String> {
-    manifest
-        .get(id)
-        .ok_or_else(|| format!("unknown model '{id}': known models are {}", manifest.ids()))
+fn lookup<'m>(manifest: &'m Manifest, id: &str) -> Result<&'m ModelEntry, CliError> {
+    manifest.get(id).ok_or_else(|| {
+        CliError::Usage(format!(
+            "unknown model '{id}': known models are {}",
+            manifest.ids()
+        ))
+    })
 }
 
-pub fn resolve(manifest: &Manifest, request: &ModelRequest) -> Result<ResolvedModel, String> {
+pub fn resolve(manifest: &Manifest, request: &ModelRequest) -> Result<ResolvedModel, CliError> {
     if let Some(hash) = request.sha256 {
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("--model-sha256 '{hash}' is not 64 hex digits"));
+            return Err(CliError::Model(format!(
+                "--model-sha256 '{hash}' is not 64 hex digits"
+            )));
         }
     }
     let preset = request.preset.map(|id| lookup(manifest, id)).transpose()?;
     let arg = request.model.unwrap_or(&manifest.default);
     // A file path or a URL: the file itself, described by its hash or the preset.
     let file_bytes = if Path::new(arg).is_file() {
-        Some(fs::read(arg).map_err(|e| format!("cannot read model file {arg}: {e}"))?)
+        Some(
+            fs::read(arg)
+                .map_err(|e| CliError::Model(format!("cannot read model file {arg}: {e}")))?,
+        )
     } else if net::is_url(arg) {
         let file_name = arg
             .rsplit('/')
@@ -115,18 +127,18 @@ pub fn resolve(manifest: &Manifest, request: &ModelRequest) -> Result<ResolvedMo
         ));
     }
     if let Some(scheme) = net::unsupported_scheme(arg) {
-        return Err(format!(
+        return Err(CliError::Model(format!(
             "model URL scheme '{scheme}' is not supported: use http(s)"
-        ));
+        )));
     }
     if arg.contains('/') || arg.contains('\\') || arg.ends_with(".onnx") {
-        return Err(format!("model file not found: {arg}"));
+        return Err(CliError::Model(format!("model file not found: {arg}")));
     }
     let entry = lookup(manifest, arg)?;
     if preset.is_some() || request.sha256.is_some() {
-        return Err(
+        return Err(CliError::Usage(
             "--preset and --model-sha256 apply to model files and URLs, not manifest ids".into(),
-        );
+        ));
     }
     let path = models_dir()?.join(&entry.file);
     fetch_entry(entry, &path, request.quiet, request.yes)?;
@@ -145,23 +157,28 @@ fn mirror_base() -> Option<String> {
 
 /// Makes sure a verified copy of `entry` is at `path`, downloading it (after saying what, from
 /// where, under which licence, and asking when someone is at the terminal) when it is not.
-pub fn fetch_entry(entry: &ModelEntry, path: &Path, quiet: bool, yes: bool) -> Result<(), String> {
+pub fn fetch_entry(
+    entry: &ModelEntry,
+    path: &Path,
+    quiet: bool,
+    yes: bool,
+) -> Result<(), CliError> {
     let mirror = mirror_base();
     let Some(source) = entry.download(mirror.as_deref()) else {
         if path.is_file() {
             return Ok(());
         }
-        return Err(missing_model_help(entry, path));
+        return Err(CliError::Model(missing_model_help(entry, path)));
     };
     if cached_copy_is_good(&source, path, entry.sha256.as_deref())? {
         return Ok(());
     }
     announce(entry, &source, path);
     if !yes && std::io::stdin().is_terminal() && !confirm()? {
-        return Err(format!(
+        return Err(CliError::Model(format!(
             "download of model '{}' declined: nothing was downloaded (pass --yes to skip the question)",
             entry.id
-        ));
+        )));
     }
     download_verified(&source, path, entry.size, entry.sha256.as_deref(), quiet)
         .map_err(|e| with_self_hosting_help(e, entry))
@@ -196,14 +213,14 @@ fn announce(entry: &ModelEntry, source: &Download, path: &Path) {
     );
 }
 
-fn confirm() -> Result<bool, String> {
+fn confirm() -> Result<bool, CliError> {
     eprint!("Download it? [Y/n] ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin()
         .lock()
         .read_line(&mut answer)
-        .map_err(|e| format!("cannot read the answer: {e}"))?;
+        .map_err(|e| CliError::Model(format!("cannot read the answer: {e}")))?;
     Ok(matches!(
         answer.trim().to_ascii_lowercase().as_str(),
         "" | "y" | "yes"
@@ -214,18 +231,18 @@ pub fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
-fn with_self_hosting_help(error: String, entry: &ModelEntry) -> String {
-    let refused = error.contains("HTTP 401") || error.contains("HTTP 403");
+fn with_self_hosting_help(error: CliError, entry: &ModelEntry) -> CliError {
+    let refused = error.download_failure() == Some(DownloadFailure::Refused);
     if !refused && !entry.gated {
         return error;
     }
-    format!(
+    CliError::Model(format!(
         "{error}\n  Model '{}' is gated: its host serves it only to signed-in accounts that \
          accepted its terms.\n  Self-host it: download {} where you have access, put it on your \
          own server and set {MIRROR_ENV}=https://your.host/models (or pass --model /path/to/{}).\n  \
          Or choose an open model: `cutout models list`.",
         entry.id, entry.file, entry.file
-    )
+    ))
 }
 
 /// `cutout models fetch ID [--dir DIR]`: download and verify into the cache, or into a directory
@@ -237,21 +254,22 @@ pub fn fetch_command(
     dir: Option<&Path>,
     quiet: bool,
     yes: bool,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, CliError> {
     let entry = lookup(manifest, id)?;
     let cached = models_dir()?.join(&entry.file);
     fetch_entry(entry, &cached, quiet, yes)?;
     let Some(dir) = dir else {
         return Ok(cached);
     };
-    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    fs::create_dir_all(dir)
+        .map_err(|e| CliError::Model(format!("cannot create {}: {e}", dir.display())))?;
     let dest = dir.join(&entry.file);
     let partial = dest.with_extension("part");
     fs::copy(&cached, &partial)
         .and_then(|_| fs::rename(&partial, &dest))
         .map_err(|e| {
             let _ = fs::remove_file(&partial);
-            format!("cannot write {}: {e}", dest.display())
+            CliError::Model(format!("cannot write {}: {e}", dest.display()))
         })?;
     Ok(dest)
 }
@@ -262,7 +280,7 @@ fn cached_copy_is_good(
     source: &Download,
     path: &Path,
     pinned: Option<&str>,
-) -> Result<bool, String> {
+) -> Result<bool, CliError> {
     if !path.is_file() {
         return Ok(false);
     }
@@ -292,7 +310,7 @@ fn ensure_cached(
     size: Option<u64>,
     pinned: Option<&str>,
     quiet: bool,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     if cached_copy_is_good(source, path, pinned)? {
         return Ok(());
     }
@@ -307,7 +325,7 @@ fn download_verified(
     size: Option<u64>,
     pinned: Option<&str>,
     quiet: bool,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let key = net::source_label(source).to_string();
     let mut trust = TrustStore::load()?;
     let recorded = if pinned.is_none() {
@@ -318,14 +336,14 @@ fn download_verified(
     let expected = pinned.map(str::to_string).or(recorded.clone());
     let actual =
         net::download_model(source, path, size, expected.as_deref(), quiet).map_err(|e| {
-            if recorded.is_some() && e.contains("has sha256") {
-                format!(
+            if recorded.is_some() && e.download_failure() == Some(DownloadFailure::HashMismatch) {
+                CliError::Model(format!(
                     "{e}\n  The first download from this URL had that hash (trusted on first \
                  download, recorded in {}): the host now serves a different file. If the change \
                  is expected, pin the new file with --model-sha256.",
                     TrustStore::path()
                         .map_or_else(|_| TRUST_FILE.into(), |p| p.display().to_string())
-                )
+                ))
             } else {
                 e
             }
@@ -347,21 +365,24 @@ struct TrustStore {
 }
 
 impl TrustStore {
-    fn path() -> Result<PathBuf, String> {
+    fn path() -> Result<PathBuf, CliError> {
         Ok(models_dir()?.join(TRUST_FILE))
     }
 
-    fn load() -> Result<TrustStore, String> {
+    fn load() -> Result<TrustStore, CliError> {
         let path = Self::path()?;
         match fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text).map_err(|e| {
-                format!(
+                CliError::Model(format!(
                     "{} is damaged ({e}): delete it to trust downloads anew",
                     path.display()
-                )
+                ))
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TrustStore::default()),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => Err(CliError::Model(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
         }
     }
 
@@ -369,7 +390,7 @@ impl TrustStore {
         self.sha256_by_url.get(url).cloned()
     }
 
-    fn record(&mut self, url: &str, sha256: &str) -> Result<(), String> {
+    fn record(&mut self, url: &str, sha256: &str) -> Result<(), CliError> {
         self.sha256_by_url
             .insert(url.to_string(), sha256.to_string());
         let path = Self::path()?;
@@ -377,7 +398,12 @@ impl TrustStore {
         let partial = path.with_extension("json.part");
         fs::write(&partial, text)
             .and_then(|()| fs::rename(&partial, &path))
-            .map_err(|e| format!("cannot record the model's hash in {}: {e}", path.display()))
+            .map_err(|e| {
+                CliError::Model(format!(
+                    "cannot record the model's hash in {}: {e}",
+                    path.display()
+                ))
+            })
     }
 }
 
@@ -391,8 +417,9 @@ fn missing_model_help(entry: &ModelEntry, path: &Path) -> String {
     )
 }
 
-fn read_cached(path: &Path) -> Result<Vec<u8>, String> {
-    fs::read(path).map_err(|e| format!("cannot read cached model {}: {e}", path.display()))
+fn read_cached(path: &Path) -> Result<Vec<u8>, CliError> {
+    fs::read(path)
+        .map_err(|e| CliError::Model(format!("cannot read cached model {}: {e}", path.display())))
 }
 
 /// A file given by path or URL: recognised by its hash when the manifest knows it, otherwise

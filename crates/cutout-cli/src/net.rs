@@ -1,14 +1,15 @@
 //! HTTP(S) for the CLI: fetching input images into memory (size-capped, timed out) and downloading
 //! model files into the cache (streamed to a `.part` file, sha256-checked, renamed only when whole).
 
+use crate::error::{CliError, DownloadFailure};
 use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
+use cutout::hash::{Digest, Sha256};
 use cutout::manifest::Download;
 use indicatif::{ProgressBar, ProgressStyle};
-use sha2::{Digest, Sha256};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest silence tolerated mid-transfer before a download is called cut.
@@ -42,7 +43,7 @@ fn agent(overall: Option<Duration>) -> ureq::Agent {
     builder.build()
 }
 
-fn get(agent: &ureq::Agent, url: &str) -> Result<ureq::Response, String> {
+fn get(agent: &ureq::Agent, url: &str) -> Result<ureq::Response, CliError> {
     agent.get(url).call().map_err(|e| match e {
         ureq::Error::Status(code, resp) => {
             let why = match code {
@@ -52,7 +53,14 @@ fn get(agent: &ureq::Agent, url: &str) -> Result<ureq::Response, String> {
                 404 | 410 => ": there is no such file there (moved or removed)",
                 _ => "",
             };
-            format!("HTTP {code} {} from {url}{why}", resp.status_text())
+            CliError::Download {
+                kind: if matches!(code, 401 | 403) {
+                    DownloadFailure::Refused
+                } else {
+                    DownloadFailure::Other
+                },
+                message: format!("HTTP {code} {} from {url}{why}", resp.status_text()),
+            }
         }
         ureq::Error::Transport(t) => {
             let offline = matches!(
@@ -64,7 +72,7 @@ fn get(agent: &ureq::Agent, url: &str) -> Result<ureq::Response, String> {
             } else {
                 ""
             };
-            format!("could not fetch {url}{hint}: {t}")
+            CliError::download(format!("could not fetch {url}{hint}: {t}"))
         }
     })
 }
@@ -75,24 +83,29 @@ fn content_length(resp: &ureq::Response) -> Option<u64> {
 }
 
 /// Fetches an input image into memory, refusing anything larger than `max_bytes`.
-pub fn fetch_image(url: &str, max_bytes: u64) -> Result<Vec<u8>, String> {
+pub fn fetch_image(url: &str, max_bytes: u64) -> Result<Vec<u8>, CliError> {
     let resp = get(&agent(Some(IMAGE_TIMEOUT)), url)?;
     if let Some(len) = content_length(&resp) {
         if len > max_bytes {
-            return Err(format!(
+            return Err(CliError::download(format!(
                 "{url} is {len} bytes, over the {max_bytes}-byte download limit (--max-download-bytes)"
-            ));
+            )));
         }
     }
     let mut bytes = Vec::new();
     resp.into_reader()
         .take(max_bytes + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("download of {url} failed after {} bytes: {e}", bytes.len()))?;
+        .map_err(|e| {
+            CliError::download(format!(
+                "download of {url} failed after {} bytes: {e}",
+                bytes.len()
+            ))
+        })?;
     if bytes.len() as u64 > max_bytes {
-        return Err(format!(
+        return Err(CliError::download(format!(
             "{url} is over the {max_bytes}-byte download limit (--max-download-bytes)"
-        ));
+        )));
     }
     Ok(bytes)
 }
@@ -107,13 +120,16 @@ pub fn download_model(
     expected_size: Option<u64>,
     expected_sha256: Option<&str>,
     quiet: bool,
-) -> Result<String, String> {
+) -> Result<String, CliError> {
     let partial = dest.with_extension("part");
     let result = download_to(source, &partial, expected_size, expected_sha256, quiet);
     match result {
-        Ok(actual) => fs::rename(&partial, dest)
-            .map(|()| actual)
-            .map_err(|e| format!("could not move the download into {}: {e}", dest.display())),
+        Ok(actual) => fs::rename(&partial, dest).map(|()| actual).map_err(|e| {
+            CliError::download(format!(
+                "could not move the download into {}: {e}",
+                dest.display()
+            ))
+        }),
         Err(e) => {
             let _ = fs::remove_file(&partial);
             Err(e)
@@ -144,12 +160,13 @@ fn download_to(
     expected_size: Option<u64>,
     expected_sha256: Option<&str>,
     quiet: bool,
-) -> Result<String, String> {
+) -> Result<String, CliError> {
     if let Some(dir) = partial.parent() {
-        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        fs::create_dir_all(dir)
+            .map_err(|e| CliError::download(format!("cannot create {}: {e}", dir.display())))?;
     }
     let mut file = fs::File::create(partial)
-        .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+        .map_err(|e| CliError::download(format!("cannot write {}: {e}", partial.display())))?;
     let mut hasher = Sha256::new();
     let label = partial
         .file_stem()
@@ -161,9 +178,9 @@ fn download_to(
             let announced = content_length(&resp);
             if let (Some(announced), Some(expected)) = (announced, expected_size) {
                 if announced != expected {
-                    return Err(format!(
+                    return Err(CliError::download(format!(
                         "{url} announces {announced} bytes but the model is {expected} bytes: wrong file"
-                    ));
+                    )));
                 }
             }
             let total = announced.or(expected_size);
@@ -178,9 +195,9 @@ fn download_to(
             bar.finish_and_clear();
             if let Some(total) = total {
                 if received != total {
-                    return Err(format!(
+                    return Err(CliError::download(format!(
                         "download of {url} was cut after {received} of {total} bytes"
-                    ));
+                    )));
                 }
             }
         }
@@ -201,33 +218,39 @@ fn download_to(
                     Ok(())
                 })?;
                 if received != part.size {
-                    return Err(format!(
+                    return Err(CliError::download(format!(
                         "download of {which} was cut after {received} of {} bytes",
                         part.size
-                    ));
+                    )));
                 }
-                let actual = cutout::model::hex_digest(part_hasher);
+                let actual = cutout::hash::hex_digest(part_hasher);
                 if actual != part.sha256 {
-                    return Err(format!(
+                    return Err(CliError::Download {
+                        kind: DownloadFailure::HashMismatch,
+                        message: format!(
                         "{which} has sha256 {actual}, expected {}: the host serves a different \
                          file; nothing was kept",
                         part.sha256
-                    ));
+                    ),
+                    });
                 }
             }
             bar.finish_and_clear();
         }
     }
     file.sync_all()
-        .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
-    let actual = cutout::model::hex_digest(hasher);
+        .map_err(|e| CliError::download(format!("cannot write {}: {e}", partial.display())))?;
+    let actual = cutout::hash::hex_digest(hasher);
     if let Some(expected) = expected_sha256 {
         if !actual.eq_ignore_ascii_case(expected) {
-            return Err(format!(
-                "downloaded model from {} has sha256 {actual}, expected {expected}: \
+            return Err(CliError::Download {
+                kind: DownloadFailure::HashMismatch,
+                message: format!(
+                    "downloaded model from {} has sha256 {actual}, expected {expected}: \
                  the file was not kept (wrong or corrupt file)",
-                source_label(source)
-            ));
+                    source_label(source)
+                ),
+            });
         }
     }
     Ok(actual)
@@ -255,18 +278,18 @@ fn copy_body(
     url: &str,
     limit: Option<u64>,
     sink: &mut Sink,
-    mut also: impl FnMut(&[u8]) -> Result<(), String>,
-) -> Result<u64, String> {
+    mut also: impl FnMut(&[u8]) -> Result<(), CliError>,
+) -> Result<u64, CliError> {
     let total = content_length(&resp).or(limit);
     let mut reader = resp.into_reader();
     let mut received: u64 = 0;
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = reader.read(&mut buf).map_err(|e| {
-            format!(
+            CliError::download(format!(
                 "download of {url} was cut after {received} of {} bytes: {e}",
                 fmt_total(total)
-            )
+            ))
         })?;
         if n == 0 {
             return Ok(received);
@@ -274,19 +297,19 @@ fn copy_body(
         received += n as u64;
         if let Some(limit) = limit {
             if received > limit {
-                return Err(format!(
+                return Err(CliError::download(format!(
                     "{url} sent more than the expected {limit} bytes: wrong file"
-                ));
+                )));
             }
         }
         let bytes = &buf[..n];
         also(bytes)?;
         sink.hasher.update(bytes);
         sink.file.write_all(bytes).map_err(|e| {
-            format!(
+            CliError::download(format!(
                 "cannot write {}: {e} (is the disk full?)",
                 sink.partial.display()
-            )
+            ))
         })?;
         sink.bar.inc(n as u64);
     }

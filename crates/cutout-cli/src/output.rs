@@ -1,6 +1,7 @@
 //! Where results go and how they are written: never over an existing file unless forced, and never
 //! as a half-written file.
 
+use crate::error::CliError;
 use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
@@ -76,16 +77,20 @@ impl Namer {
 
 /// Writes `bytes` to `path`. Without `force`, an existing file is an error and is left untouched;
 /// with it, the new file replaces the old one atomically (temp file + rename).
-pub fn write_output(path: &Path, bytes: &[u8], force: bool) -> Result<(), String> {
+pub fn write_output(path: &Path, bytes: &[u8], force: bool) -> Result<(), CliError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        fs::create_dir_all(dir)
+            .map_err(|e| CliError::File(format!("cannot create {}: {e}", dir.display())))?;
     }
     if force {
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
         let written = fs::write(&tmp, bytes).and_then(|_| fs::rename(&tmp, path));
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
-            return Err(format!("cannot write {}: {e}", path.display()));
+            return Err(CliError::File(format!(
+                "cannot write {}: {e}",
+                path.display()
+            )));
         }
         return Ok(());
     }
@@ -96,17 +101,25 @@ pub fn write_output(path: &Path, bytes: &[u8], force: bool) -> Result<(), String
     {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(format!(
+            return Err(CliError::File(format!(
                 "{} already exists (use --force to overwrite it)",
                 path.display()
-            ))
+            )))
         }
-        Err(e) => return Err(format!("cannot write {}: {e}", path.display())),
+        Err(e) => {
+            return Err(CliError::File(format!(
+                "cannot write {}: {e}",
+                path.display()
+            )))
+        }
     };
     if let Err(e) = file.write_all(bytes).and_then(|_| file.sync_all()) {
         drop(file);
         let _ = fs::remove_file(path);
-        return Err(format!("cannot write {}: {e}", path.display()));
+        return Err(CliError::File(format!(
+            "cannot write {}: {e}",
+            path.display()
+        )));
     }
     Ok(())
 }

@@ -8,6 +8,8 @@ use cutout_testkit::*;
 
 /// Cargo builds the binary for its own integration tests.
 const CLI: &str = env!("CARGO_BIN_EXE_cutout");
+/// The exit code when the model cannot be found, downloaded, verified or loaded.
+const MODEL_FAILED: i32 = 3;
 use image::ImageFormat;
 
 fn write_tiny_model(dir: &Path) -> String {
@@ -229,6 +231,12 @@ fn every_broken_input_fails_with_a_clear_reason() {
             "{}: {line}",
             bad.file_name
         );
+        if bad.expected == "too large" {
+            assert!(
+                line.contains("--max-pixels"),
+                "the CLI names its flag: {line}"
+            );
+        }
     }
     assert!(!dir.join("out").exists() || fs::read_dir(dir.join("out")).unwrap().next().is_none());
 }
@@ -263,7 +271,7 @@ fn broken_models_are_refused_with_reasons() {
     for (name, bytes, expected) in cases {
         fs::write(dir.join(name), bytes).unwrap();
         let out = run_cli(CLI, &dir, &["-i", &input, "--model", name]);
-        assert_eq!(out.status.code(), Some(2), "{name}");
+        assert_eq!(out.status.code(), Some(MODEL_FAILED), "{name}");
         assert!(stderr(&out).contains(expected), "{name}: {}", stderr(&out));
         assert!(
             stderr(&out).contains(name),
@@ -285,7 +293,7 @@ fn broken_models_are_refused_with_reasons() {
             &wrong,
         ],
     );
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(MODEL_FAILED));
     assert!(
         stderr(&out).contains("hash mismatch") && stderr(&out).contains(&wrong),
         "{}",
@@ -322,7 +330,7 @@ fn a_model_without_download_says_where_to_put_it() {
         &["-i", &input, "--model", "isnet"],
         &[("CUTOUT_MANIFEST", manifest_path.as_str())],
     );
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(MODEL_FAILED));
     let err = stderr(&out);
     assert!(
         err.contains("Put the file at") && err.contains(".cache/models/isnet_quint8.onnx"),
@@ -442,7 +450,7 @@ fn models_from_urls_are_downloaded_once_verified_and_never_kept_broken() {
         &other,
         &["-i", &input, "--model", &url, "--model-sha256", &wrong],
     );
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(MODEL_FAILED));
     assert!(
         stderr(&out).contains(&hash) && stderr(&out).contains(&wrong),
         "{}",
@@ -455,7 +463,7 @@ fn models_from_urls_are_downloaded_once_verified_and_never_kept_broken() {
 
     let cut = server.url("/m/cut.onnx");
     let out = run_cli(CLI, &other, &["-i", &input, "--model", &cut]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(MODEL_FAILED));
     assert!(stderr(&out).contains("was cut after"), "{}", stderr(&out));
     assert!(
         files_under(&other.join(".cache")).is_empty(),

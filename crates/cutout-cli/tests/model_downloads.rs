@@ -12,6 +12,8 @@ use cutout_testkit::*;
 
 /// Cargo builds the binary for its own integration tests.
 const CLI: &str = env!("CARGO_BIN_EXE_cutout");
+/// The exit code when the model cannot be found, downloaded, verified or loaded.
+const MODEL_FAILED: i32 = 3;
 use image::ImageFormat;
 
 fn photo(dir: &Path) -> String {
@@ -182,7 +184,7 @@ fn a_wrong_or_cut_part_keeps_nothing_and_says_which_part() {
     let env = [("CUTOUT_MANIFEST", manifest_path.as_str())];
 
     let out = run_cli_with_env(CLI, &dir, &["-i", &input, "--model", "tiny-parts"], &env);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(MODEL_FAILED));
     let err = stderr(&out);
     assert!(
         err.contains("part 2 of 3") && err.contains(&entry.parts[1].sha256),
@@ -193,7 +195,7 @@ fn a_wrong_or_cut_part_keeps_nothing_and_says_which_part() {
     let body = tiny[entry.parts[0].size as usize..][..entry.parts[1].size as usize].to_vec();
     server.add(&second, Route::Cut { body, sent: 10 });
     let out = run_cli_with_env(CLI, &dir, &["-i", &input, "--model", "tiny-parts"], &env);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(MODEL_FAILED));
     assert!(stderr(&out).contains("was cut after"), "{}", stderr(&out));
     assert!(models_in_cache(&dir).is_empty(), "nothing partial is kept");
 }
@@ -262,7 +264,7 @@ fn an_unpinned_model_is_trusted_on_first_download_and_a_changed_file_refused() {
     );
     fs::remove_file(dir.join(".cache/models/tiny-unpinned.onnx")).unwrap();
     let out = run();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(MODEL_FAILED));
     let err = stderr(&out);
     assert!(
         err.contains(&hash) && err.contains(&sha256_hex(&changed)),
@@ -289,7 +291,7 @@ fn hosts_that_refuse_get_messages_that_name_the_problem_and_the_fix() {
     let env = [("CUTOUT_MANIFEST", manifest_path.as_str())];
 
     let out = run_cli_with_env(CLI, &dir, &["-i", &input, "--model", "rmbg-1.4"], &env);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(MODEL_FAILED));
     let err = stderr(&out);
     for expected in [
         "HTTP 401",
@@ -303,7 +305,7 @@ fn hosts_that_refuse_get_messages_that_name_the_problem_and_the_fix() {
 
     // Not served at all (moved or removed upstream).
     let out = run_cli_with_env(CLI, &dir, &["-i", &input, "--model", "ormbg"], &env);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(MODEL_FAILED));
     let err = stderr(&out);
     assert!(
         err.contains("HTTP 404") && err.contains("no such file"),
@@ -323,7 +325,7 @@ fn without_overrides_the_default_comes_from_the_public_host() {
     let dir = temp_dir("downloads-offline");
     let input = photo(&dir);
     let out = run_cli(CLI, &dir, &["-i", &input, "--yes"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(MODEL_FAILED));
     let err = stderr(&out);
     let official = "https://staticimgly.com/@imgly/background-removal-data/1.4.5/dist/";
     assert!(

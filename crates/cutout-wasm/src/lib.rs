@@ -2,12 +2,10 @@
 //! wasm32; it translates JS values to engine types and engine errors to JS `Error`s, nothing more.
 #![cfg(target_arch = "wasm32")]
 
-use cutout::image;
 use cutout::image_io::{probe_dimensions, OutputFormat};
-use cutout::{Manifest, ModelEntry, Options, OutputKind, Rendered, Session, Stage};
+use cutout::{Input, Manifest, ModelEntry, Options, OutputKind, Rendered, Session, Stage};
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -16,28 +14,37 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
-fn js_error(e: impl std::fmt::Display) -> JsError {
-    JsError::new(&e.to_string())
+/// An engine error as a JS `Error` whose `name` is the engine's stable code
+/// ([`cutout::Error::code`]), so JS tells failures apart without reading the message.
+pub struct EngineError(js_sys::Error);
+
+impl From<cutout::Error> for EngineError {
+    fn from(error: cutout::Error) -> EngineError {
+        let js = js_sys::Error::new(&error.to_string());
+        js.set_name(error.code());
+        EngineError(js)
+    }
 }
 
-/// Seconds from `performance.now()` (std's clocks do not exist on wasm32-unknown-unknown); 0
-/// where there is no such clock.
-fn performance_clock() -> impl Fn() -> f64 {
-    let performance = js_sys::Reflect::get(&js_sys::global(), &"performance".into()).ok();
-    let now = performance
-        .as_ref()
-        .and_then(|p| js_sys::Reflect::get(p, &"now".into()).ok())
-        .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
-    move || match (&performance, &now) {
-        (Some(performance), Some(now)) => {
-            now.call0(performance)
-                .ok()
-                .and_then(|v| v.as_f64())
-                .unwrap_or(0.0)
-                / 1000.0
-        }
-        _ => 0.0,
+impl From<EngineError> for JsValue {
+    fn from(error: EngineError) -> JsValue {
+        error.0.into()
     }
+}
+
+fn invalid_option(detail: impl Into<String>) -> EngineError {
+    cutout::Error::InvalidOption {
+        detail: detail.into(),
+    }
+    .into()
+}
+
+/// A result that could not cross into JS: a bug, reported as one.
+fn internal(e: impl std::fmt::Display) -> EngineError {
+    cutout::Error::Internal {
+        detail: e.to_string(),
+    }
+    .into()
 }
 
 // initThreadPool(n) starts n Web Workers sharing this module's memory (the threads build).
@@ -75,8 +82,8 @@ pub fn manifest_json() -> String {
 /// `[width, height]` from an encoded image's header, without decoding pixels; throws for data
 /// that is not an image the engine reads, or one over `max_pixels`.
 #[wasm_bindgen(js_name = probeDimensions)]
-pub fn probe_dimensions_js(bytes: &[u8], max_pixels: f64) -> Result<Vec<u32>, JsError> {
-    let (w, h) = probe_dimensions(bytes, max_pixels as u64).map_err(js_error)?;
+pub fn probe_dimensions_js(bytes: &[u8], max_pixels: f64) -> Result<Vec<u32>, EngineError> {
+    let (w, h) = probe_dimensions(bytes, max_pixels as u64)?;
     Ok(vec![w, h])
 }
 
@@ -101,12 +108,12 @@ enum CropOption {
 }
 
 impl JsOptions {
-    fn parse(value: JsValue) -> Result<(Options, bool), JsError> {
+    fn parse(value: JsValue) -> Result<(Options, bool), EngineError> {
         let js: JsOptions = if value.is_undefined() || value.is_null() {
             JsOptions::default()
         } else {
             serde_wasm_bindgen::from_value(value)
-                .map_err(|e| js_error(format!("invalid options: {e}")))?
+                .map_err(|e| invalid_option(format!("invalid options: {e}")))?
         };
         let mut options = Options::default();
         match js.output.as_deref().unwrap_or("png") {
@@ -114,27 +121,27 @@ impl JsOptions {
             "webp" => options.format = OutputFormat::WebpLossless,
             "mask" => options.kind = OutputKind::Mask,
             other => {
-                return Err(js_error(format!(
+                return Err(invalid_option(format!(
                     "unknown output '{other}': use png, webp or mask"
                 )))
             }
         }
         if let Some(colour) = js.background.as_deref().filter(|c| !c.is_empty()) {
-            options.background = Some(cutout::parse_colour(colour).map_err(js_error)?);
+            options.background = Some(cutout::parse_colour(colour)?);
         }
         options.crop_margin = match js.crop {
             None | Some(CropOption::Flag(false)) => None,
             Some(CropOption::Flag(true)) => Some(0),
             Some(CropOption::Margin(m)) if m >= 0.0 => Some(m as u32),
             Some(CropOption::Margin(m)) => {
-                return Err(js_error(format!(
+                return Err(invalid_option(format!(
                     "crop margin must not be negative, got {m}"
                 )))
             }
         };
         if let Some(max) = js.max_pixels {
             if max.is_nan() || max < 1.0 {
-                return Err(js_error("maxPixels must be a positive number"));
+                return Err(invalid_option("maxPixels must be a positive number"));
             }
             options.max_pixels = max as u64;
         }
@@ -201,20 +208,17 @@ impl Engine {
     /// Loads `model` (ONNX bytes) described by `entry_json` (a manifest entry; its sha256, when
     /// set, is verified) or by the manifest id `entry_json` names.
     #[wasm_bindgen(constructor)]
-    pub fn new(model: &[u8], entry_json: &str) -> Result<Engine, JsError> {
+    pub fn new(model: &[u8], entry_json: &str) -> Result<Engine, EngineError> {
         let entry: ModelEntry = match serde_json::from_str(entry_json) {
             Ok(entry) => entry,
             Err(_) => Manifest::builtin()
                 .get(entry_json)
                 .cloned()
-                .ok_or_else(|| {
-                    js_error(format!(
-                        "'{entry_json}' is neither a manifest entry nor a model id"
-                    ))
+                .ok_or_else(|| cutout::Error::Manifest {
+                    detail: format!("'{entry_json}' is neither a manifest entry nor a model id"),
                 })?,
         };
-        let model = cutout::Model::load_with_clock(model, &entry, &performance_clock())
-            .map_err(js_error)?;
+        let model = cutout::Model::load(model, &entry)?;
         Ok(Engine {
             session: Session::new(model),
         })
@@ -223,8 +227,8 @@ impl Engine {
     /// Seconds each phase of loading took: `{verify, parse, typing, declutter, rewrite,
     /// optimise, plan}`.
     #[wasm_bindgen(js_name = loadPhases)]
-    pub fn load_phases(&self) -> Result<JsValue, JsError> {
-        serde_wasm_bindgen::to_value(self.session.model().load_phases()).map_err(js_error)
+    pub fn load_phases(&self) -> Result<JsValue, EngineError> {
+        serde_wasm_bindgen::to_value(self.session.model().load_phases()).map_err(internal)
     }
 
     /// `[width, height]` the model takes.
@@ -243,21 +247,23 @@ impl Engine {
         height: u32,
         options: JsValue,
         progress: Option<js_sys::Function>,
-    ) -> Result<Output, JsError> {
+    ) -> Result<Output, EngineError> {
         let (options, with_mask) = JsOptions::parse(options)?;
-        let image = cutout::pipeline::rgba_image(pixels, width, height).map_err(js_error)?;
-        self.finish(&image, &options, with_mask, &progress)
+        let image = cutout::pipeline::rgba_image(pixels, width, height)?;
+        self.run(Input::Pixels(&image), &options, with_mask, &progress)
     }
 
     /// Times every op of one inference on decoded RGBA pixels: `[{op, calls, seconds}]`,
     /// longest first (for the benchmark's `--profile`).
-    pub fn profile(&self, pixels: Vec<u8>, width: u32, height: u32) -> Result<JsValue, JsError> {
-        let image = cutout::pipeline::rgba_image(pixels, width, height).map_err(js_error)?;
-        let ops = self
-            .session
-            .profile(&image, &performance_clock())
-            .map_err(js_error)?;
-        serde_wasm_bindgen::to_value(&ops).map_err(js_error)
+    pub fn profile(
+        &self,
+        pixels: Vec<u8>,
+        width: u32,
+        height: u32,
+    ) -> Result<JsValue, EngineError> {
+        let image = cutout::pipeline::rgba_image(pixels, width, height)?;
+        let ops = self.session.profile(&image)?;
+        serde_wasm_bindgen::to_value(&ops).map_err(internal)
     }
 
     /// Encoded image bytes in (formats the browser cannot decode, such as TIFF), result out.
@@ -267,41 +273,29 @@ impl Engine {
         bytes: &[u8],
         options: JsValue,
         progress: Option<js_sys::Function>,
-    ) -> Result<Output, JsError> {
+    ) -> Result<Output, EngineError> {
         let (options, with_mask) = JsOptions::parse(options)?;
-        reporter(&progress)(Stage::Decode);
-        let image = cutout::decode(bytes, options.max_pixels).map_err(js_error)?;
-        self.finish(&image, &options, with_mask, &progress)
+        self.run(Input::Encoded(bytes), &options, with_mask, &progress)
     }
 }
 
 impl Engine {
-    fn finish(
+    fn run(
         &self,
-        image: &image::RgbaImage,
+        input: Input,
         options: &Options,
         with_mask: bool,
         progress: &Option<js_sys::Function>,
-    ) -> Result<Output, JsError> {
-        let mut report = reporter(progress);
-        let (rendered, mask) = self
-            .session
-            .process_image_with_mask(image, options, &mut report)
-            .map_err(js_error)?;
-        report(Stage::Encode);
-        let (width, height) = rendered.dimensions();
-        let bytes = rendered.encode(options.format).map_err(js_error)?;
+    ) -> Result<Output, EngineError> {
+        let cutout = self.session.run(input, options, &mut reporter(progress))?;
+        let (width, height) = cutout.image.dimensions();
         let mask_png = if with_mask {
-            Some(
-                Rendered::Mask(mask)
-                    .encode(OutputFormat::Png)
-                    .map_err(js_error)?,
-            )
+            Some(Rendered::Mask(cutout.alpha).encode(OutputFormat::Png)?)
         } else {
             None
         };
         Ok(Output {
-            bytes,
+            bytes: cutout.encoded,
             mime: options.format.mime_type(),
             mask_png,
             width,

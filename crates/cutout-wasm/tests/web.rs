@@ -25,11 +25,16 @@ fn options(json: &str) -> JsValue {
     js_sys::JSON::parse(json).unwrap()
 }
 
-fn message<T>(result: Result<T, JsError>) -> String {
+/// The JS error a call threw.
+fn js_error<T, E: Into<JsValue>>(result: Result<T, E>) -> js_sys::Error {
     match result {
         Ok(_) => panic!("expected an error"),
-        Err(e) => js_sys::Error::from(JsValue::from(e)).message().into(),
+        Err(e) => js_sys::Error::from(e.into()),
     }
+}
+
+fn message<T, E: Into<JsValue>>(result: Result<T, E>) -> String {
+    js_error(result).message().into()
 }
 
 /// A kernel from tract-linalg's registry (ours are registered by the engine).
@@ -153,6 +158,29 @@ fn encoded_tiff_is_decoded_by_the_engine() {
 #[wasm_bindgen_test]
 fn errors_are_js_errors_with_clear_messages() {
     let engine = engine();
+    let name = |e: js_sys::Error| String::from(e.name());
+    assert_eq!(
+        name(js_error(engine.process_encoded(
+            b"plain text",
+            options("{}"),
+            None
+        ))),
+        "not-an-image"
+    );
+    assert_eq!(
+        name(js_error(Engine::new(b"not a model", "rmbg-1.4"))),
+        "hash-mismatch"
+    );
+    assert_eq!(
+        name(js_error(engine.process_rgba(
+            vec![0; 10],
+            4,
+            4,
+            options("{}"),
+            None
+        ))),
+        "bad-pixel-buffer"
+    );
     let err = message(engine.process_encoded(b"plain text", options("{}"), None));
     assert!(err.contains("not a supported image"), "{err}");
     let err = message(engine.process_rgba(vec![0; 10], 4, 4, options("{}"), None));

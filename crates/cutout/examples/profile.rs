@@ -1,7 +1,6 @@
 //! Where inference time goes, per op type, on a real model and photo (native).
 //!
 //!     cargo run --release --example profile -- MODEL.onnx PHOTO.jpg [THREADS]
-use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -19,10 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("not a model in the manifest")?;
     let session = cutout::Session::new(cutout::Model::load(&bytes, &entry)?);
     let image = cutout::decode(&std::fs::read(photo)?, cutout::DEFAULT_MAX_PIXELS)?;
-    let epoch = Instant::now();
-    let clock = || epoch.elapsed().as_secs_f64();
-    session.profile(&image, &clock)?; // warm-up
-    let ops = session.profile(&image, &clock)?;
+    session.profile(&image)?; // warm-up
+    let ops = session.profile(&image)?;
     let total: f64 = ops.iter().map(|o| o.seconds).sum();
     println!("{threads} thread(s), {total:.2} s in ops");
     for op in ops.iter().take(20) {

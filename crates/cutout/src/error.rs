@@ -1,86 +1,105 @@
 //! One error type for the whole engine. Every message says what went wrong in words a user can act on;
 //! shells (CLI, wasm) add the file name or URL the error belongs to.
 
-use std::fmt;
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Each variant's message says what went wrong; [`Error::code`] names it for programs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// The input has no bytes at all.
+    #[error("the input is empty (0 bytes)")]
     EmptyInput,
     /// The bytes are not in any image format the engine decodes.
+    #[error("not a supported image: {detail}")]
     NotAnImage { detail: String },
     /// The header declares a zero width or height.
+    #[error("the image has no pixels ({width}x{height})")]
     ZeroSize { width: u32, height: u32 },
-    /// The header declares more pixels than the configured limit.
+    /// The header declares more pixels than the configured limit (each shell names its own
+    /// way to raise it).
+    #[error(
+        "the image is too large: {width}x{height} = {} pixels, the limit is {max_pixels}",
+        *width as u64 * *height as u64
+    )]
     TooManyPixels {
         width: u32,
         height: u32,
         max_pixels: u64,
     },
-    /// The image data is corrupt or cut short.
+    #[error("the image is corrupt or truncated: {detail}")]
     CorruptImage { detail: String },
     /// Raw pixels whose buffer does not match the stated size.
+    #[error(
+        "pixel buffer has {len} bytes but {width}x{height} RGBA needs {}",
+        *width as usize * *height as usize * 4
+    )]
     BadPixelBuffer { width: u32, height: u32, len: usize },
     /// The model bytes do not hash to the pinned sha256.
+    #[error(
+        "model file hash mismatch: expected sha256 {expected}, got {actual} \
+         (the file is corrupt, incomplete or a different model)"
+    )]
     HashMismatch { expected: String, actual: String },
     /// The model file is not a usable ONNX segmentation model.
+    #[error("unusable model: {detail}")]
     BadModel { detail: String },
     /// The model loaded but running it failed.
+    #[error("inference failed: {detail}")]
     Inference { detail: String },
-    /// Writing the output image failed.
+    #[error("could not encode the output: {detail}")]
     Encode { detail: String },
     /// The options cannot be satisfied (e.g. crop with an empty mask, bad colour).
+    #[error("{detail}")]
     InvalidOption { detail: String },
     /// The model manifest is malformed or does not name a model.
+    #[error("model manifest: {detail}")]
     Manifest { detail: String },
     /// A bug: the engine panicked. Never expected; reported instead of crashing the caller.
+    #[error("internal error (please report): {detail}")]
     Internal { detail: String },
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Error {
+    /// A stable name for the kind of failure, for programs to tell errors apart without
+    /// reading the message: the CLI's exit code, the wasm error's `name`, the JS `code`.
+    pub fn code(&self) -> &'static str {
         match self {
-            Error::EmptyInput => write!(f, "the input is empty (0 bytes)"),
-            Error::NotAnImage { detail } => write!(f, "not a supported image: {detail}"),
-            Error::ZeroSize { width, height } => {
-                write!(f, "the image has no pixels ({width}x{height})")
-            }
-            Error::TooManyPixels {
-                width,
-                height,
-                max_pixels,
-            } => write!(
-                f,
-                "the image is too large: {width}x{height} = {} pixels, the limit is {max_pixels} \
-                 (raise it with --max-pixels / the maxPixels option)",
-                *width as u64 * *height as u64
-            ),
-            Error::CorruptImage { detail } => {
-                write!(f, "the image is corrupt or truncated: {detail}")
-            }
-            Error::BadPixelBuffer { width, height, len } => write!(
-                f,
-                "pixel buffer has {len} bytes but {width}x{height} RGBA needs {}",
-                *width as usize * *height as usize * 4
-            ),
-            Error::HashMismatch { expected, actual } => write!(
-                f,
-                "model file hash mismatch: expected sha256 {expected}, got {actual} \
-                 (the file is corrupt, incomplete or a different model)"
-            ),
-            Error::BadModel { detail } => write!(f, "unusable model: {detail}"),
-            Error::Inference { detail } => write!(f, "inference failed: {detail}"),
-            Error::Encode { detail } => write!(f, "could not encode the output: {detail}"),
-            Error::InvalidOption { detail } => write!(f, "{detail}"),
-            Error::Manifest { detail } => write!(f, "model manifest: {detail}"),
-            Error::Internal { detail } => write!(f, "internal error (please report): {detail}"),
+            Error::EmptyInput => "empty-input",
+            Error::NotAnImage { .. } => "not-an-image",
+            Error::ZeroSize { .. } => "zero-size",
+            Error::TooManyPixels { .. } => "too-many-pixels",
+            Error::CorruptImage { .. } => "corrupt-image",
+            Error::BadPixelBuffer { .. } => "bad-pixel-buffer",
+            Error::HashMismatch { .. } => "hash-mismatch",
+            Error::BadModel { .. } => "bad-model",
+            Error::Inference { .. } => "inference-failed",
+            Error::Encode { .. } => "encode-failed",
+            Error::InvalidOption { .. } => "invalid-option",
+            Error::Manifest { .. } => "bad-manifest",
+            Error::Internal { .. } => "internal",
         }
     }
-}
 
-impl std::error::Error for Error {}
+    /// Whether the fault is in the input image (as opposed to the model, the options or us).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Error::EmptyInput
+                | Error::NotAnImage { .. }
+                | Error::ZeroSize { .. }
+                | Error::TooManyPixels { .. }
+                | Error::CorruptImage { .. }
+                | Error::BadPixelBuffer { .. }
+        )
+    }
+
+    /// Whether the fault is in the model file (or its manifest entry).
+    pub fn is_bad_model(&self) -> bool {
+        matches!(
+            self,
+            Error::HashMismatch { .. } | Error::BadModel { .. } | Error::Manifest { .. }
+        )
+    }
+}
 
 /// Runs engine code so that a panic deep inside a dependency becomes an `Error` instead of
 /// unwinding into the caller. (On wasm, panics abort; the wasm shell reports them through its hook.)
@@ -97,5 +116,61 @@ pub(crate) fn catch_panics<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Resu
                 detail: format!("{what} panicked: {message}"),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn every_kind_of_error_has_its_own_stable_code() {
+        let detail = || "x".to_string();
+        let all = [
+            Error::EmptyInput,
+            Error::NotAnImage { detail: detail() },
+            Error::ZeroSize {
+                width: 0,
+                height: 1,
+            },
+            Error::TooManyPixels {
+                width: 9,
+                height: 9,
+                max_pixels: 1,
+            },
+            Error::CorruptImage { detail: detail() },
+            Error::BadPixelBuffer {
+                width: 1,
+                height: 1,
+                len: 3,
+            },
+            Error::HashMismatch {
+                expected: detail(),
+                actual: detail(),
+            },
+            Error::BadModel { detail: detail() },
+            Error::Inference { detail: detail() },
+            Error::Encode { detail: detail() },
+            Error::InvalidOption { detail: detail() },
+            Error::Manifest { detail: detail() },
+            Error::Internal { detail: detail() },
+        ];
+        let codes: std::collections::HashSet<_> = all.iter().map(Error::code).collect();
+        assert_eq!(codes.len(), all.len(), "codes are unique");
+        for code in codes {
+            assert!(
+                code.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{code}"
+            );
+        }
+        let too_large = all[3].to_string();
+        assert!(
+            too_large.contains("9x9 = 81 pixels, the limit is 1"),
+            "{too_large}"
+        );
+        assert!(
+            !too_large.contains("--"),
+            "no CLI flag in an engine message: {too_large}"
+        );
     }
 }

@@ -1,9 +1,11 @@
 //! Cutout's engine: background removal with RMBG-family ONNX models run by tract.
 //!
 //! decode -> preprocess -> tract inference -> postprocess -> encode, with no knowledge of browsers
-//! or terminals. The CLI (`src/bin/cutout`) and the wasm API are thin shells over [`Session`].
+//! or terminals. The CLI (crates/cutout-cli) and the wasm API (crates/cutout-wasm) are thin shells over
+//! [`Session::run`]; ARCHITECTURE.md has the picture.
 
 pub mod error;
+pub mod hash;
 pub mod image_io;
 pub mod manifest;
 pub mod model;
@@ -24,12 +26,13 @@ pub mod wasm_kernels {
 }
 
 pub use error::{Error, Result};
+pub use hash::sha256_hex;
 /// The `image` crate this engine speaks, for shells that build pixel buffers.
 pub use image;
 pub use image_io::{decode, OutputFormat, DEFAULT_MAX_PIXELS};
 pub use manifest::{Manifest, ModelEntry};
-pub use model::{sha256_hex, LoadPhases, Model, OpProfile};
-pub use pipeline::{parse_colour, Options, OutputKind, Rendered, Session, Stage};
+pub use model::{LoadPhases, Model, OpProfile};
+pub use pipeline::{parse_colour, Cutout, Input, Options, OutputKind, Rendered, Session, Stage};
 
 #[cfg(feature = "multithread")]
 pub use model::set_threads;

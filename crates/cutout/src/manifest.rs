@@ -1,6 +1,7 @@
 //! The model manifest (`models/manifest.json`): which models exist, where to get them, how to verify
 //! them and how to feed them. Compiled into the engine so every shell sees the same list.
 
+use crate::hash::is_sha256_hex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -209,10 +210,6 @@ impl ModelEntry {
     pub fn is_pinned(&self) -> bool {
         self.sha256.is_some()
     }
-}
-
-pub fn is_sha256_hex(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]

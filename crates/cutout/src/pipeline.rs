@@ -257,6 +257,24 @@ pub fn rgba_image(rgba: Vec<u8>, width: u32, height: u32) -> Result<RgbaImage> {
         .ok_or(Error::BadPixelBuffer { width, height, len })
 }
 
+/// What [`Session::run`] takes: an encoded file (PNG, JPEG, WebP, ...) or decoded pixels.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    Encoded(&'a [u8]),
+    Pixels(&'a RgbaImage),
+}
+
+/// What [`Session::run`] returns: the rendered result, its encoded file and the full-size mask.
+#[derive(Debug, Clone)]
+pub struct Cutout {
+    /// The result as options asked (cutout or mask, background, crop), before encoding.
+    pub image: Rendered,
+    /// `image` encoded in the options' format.
+    pub encoded: Vec<u8>,
+    /// The final alpha (subject = 255) at the input's size, uncropped.
+    pub alpha: GrayImage,
+}
+
 /// A loaded model plus the pipeline around it. Load once, process many images.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -272,8 +290,53 @@ impl Session {
         &self.model
     }
 
+    /// The whole pipeline, reporting each stage to `progress` as it starts: decode (for an
+    /// encoded input), preprocess, inference, postprocess, encode.
+    pub fn run(
+        &self,
+        input: Input,
+        options: &Options,
+        progress: &mut dyn FnMut(Stage),
+    ) -> Result<Cutout> {
+        let decoded;
+        let image = match input {
+            Input::Encoded(bytes) => {
+                progress(Stage::Decode);
+                decoded = image_io::decode(bytes, options.max_pixels)?;
+                &decoded
+            }
+            Input::Pixels(image) => image,
+        };
+        if image.width() as u64 * image.height() as u64 > options.max_pixels {
+            return Err(Error::TooManyPixels {
+                width: image.width(),
+                height: image.height(),
+                max_pixels: options.max_pixels,
+            });
+        }
+        let alpha = self.segment(image, progress)?;
+        let rendered = render(image, &alpha, options)?;
+        progress(Stage::Encode);
+        Ok(Cutout {
+            encoded: rendered.encode(options.format)?,
+            image: rendered,
+            alpha,
+        })
+    }
+
+    /// Times every op of one inference on `image` (preprocessed as [`Session::run`] does):
+    /// seconds per op type, longest first.
+    pub fn profile(&self, image: &RgbaImage) -> Result<Vec<crate::OpProfile>> {
+        let input = preprocess(
+            image,
+            self.model.input_size(),
+            &self.model.entry().normalisation,
+        );
+        self.model.profile(input)
+    }
+
     /// The final alpha mask (subject = 255) of `image`, at its own size.
-    pub fn segment(&self, image: &RgbaImage, progress: &mut dyn FnMut(Stage)) -> Result<GrayImage> {
+    fn segment(&self, image: &RgbaImage, progress: &mut dyn FnMut(Stage)) -> Result<GrayImage> {
         if image.width() == 0 || image.height() == 0 {
             return Err(Error::ZeroSize {
                 width: image.width(),
@@ -294,76 +357,6 @@ impl Session {
         );
         combine_alpha(&mut mask, image);
         Ok(mask)
-    }
-
-    /// Times every op of one inference on `image` (preprocessed as [`Session::segment`] does):
-    /// seconds per op type, longest first; `clock` returns seconds.
-    pub fn profile(
-        &self,
-        image: &RgbaImage,
-        clock: &dyn Fn() -> f64,
-    ) -> Result<Vec<crate::OpProfile>> {
-        let input = preprocess(
-            image,
-            self.model.input_size(),
-            &self.model.entry().normalisation,
-        );
-        self.model.profile(input, clock)
-    }
-
-    /// Segments and renders decoded pixels (stages Preprocess..Postprocess).
-    pub fn process_image(
-        &self,
-        image: &RgbaImage,
-        options: &Options,
-        progress: &mut dyn FnMut(Stage),
-    ) -> Result<Rendered> {
-        Ok(self.process_image_with_mask(image, options, progress)?.0)
-    }
-
-    /// Like [`Session::process_image`], also returning the full-size alpha mask.
-    pub fn process_image_with_mask(
-        &self,
-        image: &RgbaImage,
-        options: &Options,
-        progress: &mut dyn FnMut(Stage),
-    ) -> Result<(Rendered, GrayImage)> {
-        if image.width() as u64 * image.height() as u64 > options.max_pixels {
-            return Err(Error::TooManyPixels {
-                width: image.width(),
-                height: image.height(),
-                max_pixels: options.max_pixels,
-            });
-        }
-        let alpha = self.segment(image, progress)?;
-        let rendered = render(image, &alpha, options)?;
-        Ok((rendered, alpha))
-    }
-
-    /// Raw RGBA pixels (e.g. a canvas's ImageData) in, rendered result out.
-    pub fn process_rgba(
-        &self,
-        rgba: Vec<u8>,
-        width: u32,
-        height: u32,
-        options: &Options,
-        progress: &mut dyn FnMut(Stage),
-    ) -> Result<Rendered> {
-        self.process_image(&rgba_image(rgba, width, height)?, options, progress)
-    }
-
-    /// The whole pipeline: encoded file in, encoded PNG/WebP out.
-    pub fn process_file_bytes(
-        &self,
-        bytes: &[u8],
-        options: &Options,
-        progress: &mut dyn FnMut(Stage),
-    ) -> Result<Vec<u8>> {
-        progress(Stage::Decode);
-        let image = image_io::decode(bytes, options.max_pixels)?;
-        let rendered = self.process_image(&image, options, progress)?;
-        progress(Stage::Encode);
-        rendered.encode(options.format)
     }
 }
 

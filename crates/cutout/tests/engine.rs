@@ -1,9 +1,19 @@
 //! The engine end to end on tiny generated models: every option, format and failure mode, in
-//! milliseconds. (The real model is exercised by the workspace's tests/ crate.)
+//! milliseconds. (The real model is exercised by the CLI's tests.)
 
-use cutout::{decode, Error, Model, Options, OutputFormat, OutputKind, Rendered, Session, Stage};
+use cutout::pipeline::rgba_image;
+use cutout::{
+    decode, Error, Input, Model, Options, OutputFormat, OutputKind, Rendered, Session, Stage,
+};
 use cutout_testkit::{self as corpus, encode, red_square_on_blue, TinyModel};
 use image::{GrayImage, ImageFormat, Rgba, RgbaImage};
+
+/// The final alpha of `image` through the whole pipeline.
+fn alpha(s: &Session, image: &RgbaImage) -> GrayImage {
+    s.run(Input::Pixels(image), &Options::default(), &mut |_| {})
+        .expect("the tiny model segments")
+        .alpha
+}
 
 fn session(tiny: TinyModel) -> Session {
     Session::new(Model::load(&tiny.onnx_bytes(), &tiny.entry()).expect("tiny model loads"))
@@ -52,7 +62,12 @@ fn cutout_of_every_input_format_keeps_size_subject_and_transparency() {
         ImageFormat::Gif,
     ] {
         let out = s
-            .process_file_bytes(&encode(&image, format), &Options::default(), &mut |_| {})
+            .run(
+                Input::Encoded(&encode(&image, format)),
+                &Options::default(),
+                &mut |_| {},
+            )
+            .map(|c| c.encoded)
             .unwrap_or_else(|e| panic!("{format:?}: {e}"));
         assert_cutout(&out, 80, 60);
     }
@@ -62,11 +77,12 @@ fn cutout_of_every_input_format_keeps_size_subject_and_transparency() {
 fn stages_are_reported_in_order() {
     let s = session(TinyModel::default());
     let mut seen = vec![];
-    s.process_file_bytes(
-        &encode(&red_square_on_blue(40, 40), ImageFormat::Png),
+    s.run(
+        Input::Encoded(&encode(&red_square_on_blue(40, 40), ImageFormat::Png)),
         &Options::default(),
         &mut |st| seen.push(st),
     )
+    .map(|c| c.encoded)
     .unwrap();
     assert_eq!(seen, Stage::ALL.to_vec());
 }
@@ -79,11 +95,12 @@ fn mask_only_is_an_8bit_grey_png() {
         ..Options::default()
     };
     let out = s
-        .process_file_bytes(
-            &encode(&red_square_on_blue(50, 30), ImageFormat::Png),
+        .run(
+            Input::Encoded(&encode(&red_square_on_blue(50, 30), ImageFormat::Png)),
             &options,
             &mut |_| {},
         )
+        .map(|c| c.encoded)
         .unwrap();
     let decoded = image::load_from_memory(&out).unwrap();
     assert_eq!(decoded.color(), image::ColorType::L8);
@@ -107,11 +124,12 @@ fn background_colour_fills_the_transparent_part() {
         ..Options::default()
     };
     let out = s
-        .process_file_bytes(
-            &encode(&red_square_on_blue(40, 40), ImageFormat::Png),
+        .run(
+            Input::Encoded(&encode(&red_square_on_blue(40, 40), ImageFormat::Png)),
             &options,
             &mut |_| {},
         )
+        .map(|c| c.encoded)
         .unwrap();
     let img = image::load_from_memory(&out).unwrap().to_rgba8();
     assert_eq!(img.get_pixel(0, 0), &Rgba([255, 255, 255, 255]));
@@ -124,14 +142,15 @@ fn crop_keeps_the_subject_and_the_margin() {
     let s = session(TinyModel::default());
     let image = red_square_on_blue(100, 80); // subject: x 25..75, y 20..60
     let rendered = s
-        .process_image(
-            &image,
+        .run(
+            Input::Pixels(&image),
             &Options {
                 crop_margin: Some(0),
                 ..Options::default()
             },
             &mut |_| {},
         )
+        .map(|c| c.image)
         .unwrap();
     let (w, h) = rendered.dimensions();
     assert!(
@@ -139,25 +158,27 @@ fn crop_keeps_the_subject_and_the_margin() {
         "cropped to {w}x{h}"
     );
     let with_margin = s
-        .process_image(
-            &image,
+        .run(
+            Input::Pixels(&image),
             &Options {
                 crop_margin: Some(5),
                 ..Options::default()
             },
             &mut |_| {},
         )
+        .map(|c| c.image)
         .unwrap();
     assert_eq!(with_margin.dimensions(), (w + 10, h + 10));
     let huge_margin = s
-        .process_image(
-            &image,
+        .run(
+            Input::Pixels(&image),
             &Options {
                 crop_margin: Some(1000),
                 ..Options::default()
             },
             &mut |_| {},
         )
+        .map(|c| c.image)
         .unwrap();
     assert_eq!(
         huge_margin.dimensions(),
@@ -171,14 +192,16 @@ fn crop_with_no_subject_says_so() {
     let s = session(TinyModel::default());
     // All blue but not flat (a flat mask is kept, not stretched): the mask stays near zero.
     let image = RgbaImage::from_fn(30, 30, |x, _| Rgba([0, 0, 200 + (x as u8 % 2), 255]));
-    let err = s.process_image(
-        &image,
-        &Options {
-            crop_margin: Some(0),
-            ..Options::default()
-        },
-        &mut |_| {},
-    );
+    let err = s
+        .run(
+            Input::Pixels(&image),
+            &Options {
+                crop_margin: Some(0),
+                ..Options::default()
+            },
+            &mut |_| {},
+        )
+        .map(|c| c.image);
     // min-max stretches even tiny differences; what matters is a clear error or a valid crop.
     if let Err(e) = err {
         assert!(e.to_string().contains("no subject"), "{e}");
@@ -196,7 +219,8 @@ fn existing_transparency_is_kept() {
         }
     }
     let Rendered::Rgba(out) = s
-        .process_image(&image, &Options::default(), &mut |_| {})
+        .run(Input::Pixels(&image), &Options::default(), &mut |_| {})
+        .map(|c| c.image)
         .unwrap()
     else {
         panic!("cutout is RGBA")
@@ -213,26 +237,20 @@ fn existing_transparency_is_kept() {
 fn raw_rgba_pixels_are_accepted_and_checked() {
     let s = session(TinyModel::default());
     let image = red_square_on_blue(20, 10);
+    let pixels = rgba_image(image.clone().into_raw(), 20, 10).unwrap();
     let out = s
-        .process_rgba(
-            image.clone().into_raw(),
-            20,
-            10,
-            &Options::default(),
-            &mut |_| {},
-        )
+        .run(Input::Pixels(&pixels), &Options::default(), &mut |_| {})
         .unwrap();
-    assert_eq!(out.dimensions(), (20, 10));
-    let err = s
-        .process_rgba(vec![0; 17], 20, 10, &Options::default(), &mut |_| {})
-        .unwrap_err();
+    assert_eq!(out.image.dimensions(), (20, 10));
+    let err = rgba_image(vec![0; 17], 20, 10).unwrap_err();
     assert!(
         err.to_string()
             .contains("17 bytes but 20x10 RGBA needs 800"),
         "{err}"
     );
+    let empty = rgba_image(vec![], 0, 0).unwrap();
     let err = s
-        .process_rgba(vec![], 0, 0, &Options::default(), &mut |_| {})
+        .run(Input::Pixels(&empty), &Options::default(), &mut |_| {})
         .unwrap_err();
     assert!(err.to_string().contains("no pixels"), "{err}");
 }
@@ -242,17 +260,19 @@ fn webp_output_is_lossless() {
     let s = session(TinyModel::default());
     let image = red_square_on_blue(40, 30);
     let png = s
-        .process_image(&image, &Options::default(), &mut |_| {})
+        .run(Input::Pixels(&image), &Options::default(), &mut |_| {})
+        .map(|c| c.image)
         .unwrap();
     let webp = s
-        .process_file_bytes(
-            &encode(&image, ImageFormat::Png),
+        .run(
+            Input::Encoded(&encode(&image, ImageFormat::Png)),
             &Options {
                 format: OutputFormat::WebpLossless,
                 ..Options::default()
             },
             &mut |_| {},
         )
+        .map(|c| c.encoded)
         .unwrap();
     let Rendered::Rgba(expected) = png else {
         panic!()
@@ -278,7 +298,8 @@ fn exif_orientation_is_applied() {
     );
     let s = session(TinyModel::default());
     let out = s
-        .process_file_bytes(&rotated, &Options::default(), &mut |_| {})
+        .run(Input::Encoded(&rotated), &Options::default(), &mut |_| {})
+        .map(|c| c.encoded)
         .unwrap();
     assert_cutout(&out, 20, 60);
 }
@@ -287,11 +308,12 @@ fn exif_orientation_is_applied() {
 fn one_pixel_image_works() {
     let s = session(TinyModel::default());
     let out = s
-        .process_file_bytes(
-            &encode(&red_square_on_blue(1, 1), ImageFormat::Png),
+        .run(
+            Input::Encoded(&encode(&red_square_on_blue(1, 1), ImageFormat::Png)),
             &Options::default(),
             &mut |_| {},
         )
+        .map(|c| c.encoded)
         .unwrap();
     assert_eq!(
         image::load_from_memory(&out)
@@ -310,7 +332,12 @@ fn pixel_limit_applies_to_raw_pixels_too() {
         ..Options::default()
     };
     let err = s
-        .process_image(&red_square_on_blue(20, 10), &options, &mut |_| {})
+        .run(
+            Input::Pixels(&red_square_on_blue(20, 10)),
+            &options,
+            &mut |_| {},
+        )
+        .map(|c| c.image)
         .unwrap_err();
     assert!(matches!(err, Error::TooManyPixels { .. }), "{err}");
 }
@@ -324,10 +351,8 @@ fn fp16_model_runs_in_f32_and_agrees_with_the_f32_model() {
     let model = Model::load(&half.onnx_bytes(), &half.entry()).unwrap();
     assert!(model.widened_fp16());
     let image = red_square_on_blue(64, 64);
-    let a = Session::new(model).segment(&image, &mut |_| {}).unwrap();
-    let b = session(TinyModel::default())
-        .segment(&image, &mut |_| {})
-        .unwrap();
+    let a = alpha(&Session::new(model), &image);
+    let b = alpha(&session(TinyModel::default()), &image);
     let max_diff = a
         .pixels()
         .zip(b.pixels())
@@ -346,7 +371,7 @@ fn logit_models_get_a_sigmoid() {
     let mut entry = logits.entry();
     entry.output.min_max_normalise = false; // RMBG-2.0 style: sigmoid only
     let s = Session::new(Model::load(&logits.onnx_bytes(), &entry).unwrap());
-    let mask: GrayImage = s.segment(&red_square_on_blue(32, 32), &mut |_| {}).unwrap();
+    let mask = alpha(&s, &red_square_on_blue(32, 32));
     assert!(mask.get_pixel(16, 16)[0] >= 250, "red -> sigmoid(~9) ~ 1");
     assert!(mask.get_pixel(0, 0)[0] <= 5, "blue -> sigmoid(~-5) ~ 0");
 }
@@ -427,7 +452,8 @@ fn bad_input_corpus_fails_cleanly() {
     let s = session(TinyModel::default());
     for bad in corpus::bad_input_corpus() {
         let err = s
-            .process_file_bytes(&bad.bytes, &Options::default(), &mut |_| {})
+            .run(Input::Encoded(&bad.bytes), &Options::default(), &mut |_| {})
+            .map(|c| c.encoded)
             .expect_err(bad.file_name)
             .to_string();
         assert!(err.contains(bad.expected), "{}: {err}", bad.file_name);
