@@ -78,7 +78,7 @@ pub fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
     }
 }
 
-fn weights(name: &str, dims: &[i64], values: &[f32], fp16: bool) -> pb::TensorProto {
+pub fn weights(name: &str, dims: &[i64], values: &[f32], fp16: bool) -> pb::TensorProto {
     let mut t = pb::TensorProto {
         name: name.into(),
         dims: dims.to_vec(),

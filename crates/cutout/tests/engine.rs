@@ -459,3 +459,47 @@ fn bad_input_corpus_fails_cleanly() {
         assert!(err.contains(bad.expected), "{}: {err}", bad.file_name);
     }
 }
+
+/// tract's direct spatial convolution is slower than im2col + matrix product on our models
+/// (docs/performance.md): loading turns it off for the model it loads, without touching the
+/// process's settings.
+#[test]
+fn three_by_three_convolutions_skip_tracts_direct_spatial_kernel() {
+    use cutout_testkit::tiny_model::{model_bytes, node, value_info, weights};
+    use tract_onnx::pb;
+    // tract takes its direct kernel for output rows of 128 and more.
+    let size = 130;
+    let graph = pb::GraphProto {
+        name: "three_by_three".into(),
+        node: vec![
+            node("Conv", "features", &["input", "w3", "b3"], &["features"]),
+            node("Conv", "mask_conv", &["features", "w1"], &["logits"]),
+            node("Sigmoid", "mask", &["logits"], &["output"]),
+        ],
+        initializer: vec![
+            weights("w3", &[4, 3, 3, 3], &[0.1; 4 * 3 * 9], false),
+            weights("b3", &[4], &[0.0; 4], false),
+            weights("w1", &[1, 4, 1, 1], &[1.0; 4], false),
+        ],
+        input: vec![value_info("input", &[1, 3, size, size])],
+        output: vec![value_info("output", &[1, 1, size - 2, size - 2])],
+        ..Default::default()
+    };
+    let tiny = TinyModel {
+        size: size as usize,
+        ..TinyModel::default()
+    };
+    let model = Model::load(&model_bytes(graph), &tiny.entry()).expect("the model loads");
+    let ops = Session::new(model)
+        .profile(&red_square_on_blue(64, 64))
+        .expect("it runs");
+    assert!(
+        ops.iter()
+            .any(|o| o.op.contains("Conv") || o.op.contains("Mat")),
+        "{ops:?}"
+    );
+    assert!(
+        ops.iter().all(|o| o.op != "DirectSpatialConv"),
+        "direct spatial convolution is off: {ops:?}"
+    );
+}
