@@ -43,9 +43,7 @@ for variant in simd relaxed threads; do
         flags="$flags -C link-arg=$arg"
       done
       # -Z build-std is unstable; RUSTC_BOOTSTRAP lets the stable compiler take it. Not nightly:
-      # its codegen ran our Winograd loops 18% slower (the same build of the single-threaded
-      # variant with nightly 2026-10-29 and std rebuilt: 9% slower overall; with stable and std
-      # rebuilt: unchanged).
+      # its codegen ran our Winograd loops slower (docs/performance.md).
       cargo=(env RUSTC_BOOTSTRAP=1 cargo)
       # The rebuilt std at opt-level 3 as the prebuilt one (not the profile's "z" for "*"); set
       # here, since natively cargo warns that these packages match nothing.
@@ -71,8 +69,8 @@ for variant in simd relaxed threads; do
     sed -i -e "s#const pkg = await import('../../..');#const pkg = glue;#" \
       -e "1i import * as glue from '../../../cutout_wasm.js';" "${helpers[0]}"
   fi
-  # -O1: as fast in Chromium as -O3 (11.7 s either way), 3.7 instead of 4.0 MB gzipped, and a
-  # minute instead of four per build.
+  # -O1: as fast in Chromium as -O3, smaller, and a quarter of the build time
+  # (docs/performance.md).
   # shellcheck disable=SC2086
   "$wasm_opt" -O1 $wasm_features "$out/cutout_wasm_bg.wasm" -o "$out/cutout_wasm_bg.wasm"
 done

@@ -19,8 +19,8 @@ use inputs::Input;
 use output::{Destination, Namer};
 
 // Every op's output is a fresh, often 100+ MB, allocation; glibc maps each from (and returns it
-// to) the kernel, which zeroes the pages again on first touch. mimalloc keeps and reuses them:
-// IS-Net quint8 on one thread spends ~25% less time.
+// to) the kernel, which zeroes the pages again on first touch. mimalloc keeps and reuses them
+// (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
