@@ -83,15 +83,16 @@ pub fn write_output(path: &Path, bytes: &[u8], force: bool) -> Result<(), CliErr
             .map_err(|e| CliError::File(format!("cannot create {}: {e}", dir.display())))?;
     }
     if force {
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        let written = fs::write(&tmp, bytes).and_then(|_| fs::rename(&tmp, path));
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(CliError::File(format!(
-                "cannot write {}: {e}",
-                path.display()
-            )));
-        }
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let cannot_write =
+            |e: std::io::Error| CliError::File(format!("cannot write {}: {e}", path.display()));
+        // A temp file beside the target, renamed over it: the old file stays whole until then.
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(cannot_write)?;
+        tmp.write_all(bytes).map_err(cannot_write)?;
+        tmp.persist(path).map_err(|e| cannot_write(e.error))?;
         return Ok(());
     }
     let mut file = match fs::OpenOptions::new()

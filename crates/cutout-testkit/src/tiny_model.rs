@@ -203,3 +203,49 @@ impl TinyModel {
         entry
     }
 }
+
+/// A model file that must be refused, and a phrase the refusal must contain.
+pub struct BrokenModel {
+    pub file_name: &'static str,
+    pub bytes: Vec<u8>,
+    pub expected: &'static str,
+}
+
+/// Empty, garbage, cut and wrong-shaped model files: every shell refuses each with a reason.
+pub fn broken_models() -> Vec<BrokenModel> {
+    let good = TinyModel::default().onnx_bytes();
+    let with_channels = |channels| {
+        TinyModel {
+            channels,
+            ..TinyModel::default()
+        }
+        .onnx_bytes()
+    };
+    vec![
+        BrokenModel {
+            file_name: "empty.onnx",
+            bytes: vec![],
+            expected: "is empty",
+        },
+        BrokenModel {
+            file_name: "text.onnx",
+            bytes: b"definitely not protobuf".to_vec(),
+            expected: "not a readable ONNX model",
+        },
+        BrokenModel {
+            file_name: "truncated.onnx",
+            bytes: good[..good.len() / 2].to_vec(),
+            expected: "not a readable ONNX model",
+        },
+        BrokenModel {
+            file_name: "one-channel.onnx",
+            bytes: with_channels(1),
+            expected: "1 channels, expected 3 (RGB)",
+        },
+        BrokenModel {
+            file_name: "four-channels.onnx",
+            bytes: with_channels(4),
+            expected: "4 channels, expected 3 (RGB)",
+        },
+    ]
+}

@@ -394,44 +394,19 @@ fn model_with_a_wrong_hash_is_refused_naming_both_hashes() {
 
 #[test]
 fn broken_models_are_refused_with_reasons() {
-    let tiny = TinyModel::default();
-    let entry = tiny.entry();
-    let good = tiny.onnx_bytes();
-    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("empty", vec![], "is empty"),
-        (
-            "text",
-            b"this is not a model".to_vec(),
-            "not a readable ONNX model",
-        ),
-        (
-            "truncated",
-            good[..good.len() / 2].to_vec(),
-            "not a readable ONNX model",
-        ),
-        (
-            "one channel",
-            TinyModel {
-                channels: 1,
-                ..tiny
-            }
-            .onnx_bytes(),
-            "1 channels, expected 3",
-        ),
-        (
-            "four channels",
-            TinyModel {
-                channels: 4,
-                ..tiny
-            }
-            .onnx_bytes(),
-            "4 channels, expected 3",
-        ),
-    ];
-    for (what, bytes, expected) in cases {
-        let err = Model::load(&bytes, &entry).unwrap_err();
-        assert!(matches!(err, Error::BadModel { .. }), "{what}: {err}");
-        assert!(err.to_string().contains(expected), "{what}: {err}");
+    let entry = TinyModel::default().entry();
+    for broken in cutout_testkit::tiny_model::broken_models() {
+        let err = Model::load(&broken.bytes, &entry).unwrap_err();
+        assert!(
+            matches!(err, Error::BadModel { .. }),
+            "{}: {err}",
+            broken.file_name
+        );
+        assert!(
+            err.to_string().contains(broken.expected),
+            "{}: {err}",
+            broken.file_name
+        );
     }
 }
 
