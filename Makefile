@@ -63,11 +63,12 @@ test-models:
 rust-tests:
 	cargo test --release --workspace
 
-# The wasm API in headless Chromium (the SIMD build's target dir and profile: what ships).
+# The engine's unit tests (its SIMD kernels, quantizer, Winograd and ops) and the wasm API in
+# headless Chromium (the SIMD build's target dir and profile: what ships).
 wasm-tests:
 	RUSTFLAGS="-C target-feature=+simd128" CARGO_TARGET_DIR=$(TARGET)/wasm-simd \
 	CHROMEDRIVER=$$(command -v chromedriver) WASM_BINDGEN_TEST_TIMEOUT=300 \
-	cargo test --profile wasm-release -p cutout-wasm --target wasm32-unknown-unknown
+	cargo test --profile wasm-release -p cutout -p cutout-wasm --target wasm32-unknown-unknown
 
 browser-tests: build tests/browser/node_modules/.installed
 	cd tests/browser && npm test
@@ -106,4 +107,4 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
 	RUSTFLAGS="-C target-feature=+simd128" CARGO_TARGET_DIR=$(TARGET)/wasm-simd \
-	cargo clippy --release -p cutout-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
+	cargo clippy --release -p cutout -p cutout-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings

@@ -13,17 +13,9 @@ mod ops;
 mod optimise;
 pub mod pipeline;
 mod resize;
-/// Our wasm SIMD code (the matmul kernels, the quantizer, Winograd convolution), exposed for the wasm test suite to
-/// hold against tract's kernels and the reference formulas.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-#[doc(hidden)]
-pub mod wasm_kernels {
-    pub use crate::ops::quantize::quantize as dynamic_quantize_u8;
-    pub use crate::ops::wasm_kernels::ensure_registered;
-    pub use crate::ops::wasm_kernels::f32::KERNEL_NAME as F32_KERNEL;
-    pub use crate::ops::wasm_kernels::int8::KERNEL_NAME as INT8_KERNEL;
-    pub use crate::ops::winograd::{WinogradConvF32, WinogradConvU8};
-}
+// The engine's unit tests run in headless Chromium too (`make wasm-tests`).
+#[cfg(all(test, target_arch = "wasm32"))]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 pub use error::{Error, Result};
 pub use hash::sha256_hex;

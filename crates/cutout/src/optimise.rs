@@ -71,9 +71,12 @@ fn run_passes(optimizer: &Optimizer, model: &mut TypedModel) -> TractResult<()> 
     }
 }
 
-/// `ModelPatch::apply` without the scan. Splices a patch into the model: adds its nodes (but the taps, which stand for model outlets),
-/// reroutes the consumers of shunted outlets, wires the new nodes, turns obliterated and
-/// now-unused nodes into dummies (removed by the next `compact`) and makes new names unique.
+/// tract's `ModelPatch::apply` (tract-core 0.23.9, src/model/patch.rs) without the scan, which
+/// 0.23.9 still has (see the module's comment), so tract's cannot be used here; and without the
+/// `check_edges` it runs after each node it turns into a dummy (a check: it changes nothing).
+/// Splices a patch into the model: adds its nodes (but the taps, which stand for model
+/// outlets), reroutes the consumers of shunted outlets, wires the new nodes, turns obliterated
+/// and now-unused nodes into dummies (removed by the next `compact`) and makes new names unique.
 pub(crate) fn apply(patch: TypedModelPatch, model: &mut TypedModel) -> TractResult<()> {
     let TypedModelPatch {
         model: patch,

@@ -139,7 +139,7 @@ impl TypedOp for OrtBilinearResize {
 
 /// Replaces every bilinear half-pixel resize of the spatial axes of an NCHW f32 tensor with
 /// [`OrtBilinearResize`]. Run on a decluttered model, before codegen. Returns how many it replaced.
-pub(super) fn use_ort_bilinear(model: &mut TypedModel) -> TractResult<usize> {
+fn use_ort_bilinear(model: &mut TypedModel) -> TractResult<usize> {
     super::replace_nodes(model, |model, node| {
         let Some(resize) = node.op_as::<Resize>() else {
             return Ok(None);
@@ -190,9 +190,18 @@ pub(super) fn use_ort_bilinear(model: &mut TypedModel) -> TractResult<usize> {
     })
 }
 
+rewrite_transform!(
+    /// [`use_ort_bilinear`], a step of the load before codegen.
+    UseOrtBilinear,
+    "cutout-ort-bilinear",
+    use_ort_bilinear
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn upsampling_by_two_matches_onnxruntime_values() {

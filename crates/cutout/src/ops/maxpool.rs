@@ -11,6 +11,8 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::MaxPool;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
+use super::kernels::{self, generic::pmax};
+
 /// Max over 2x2 windows at stride 2 of the last two axes of an f32 tensor (channels first).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MaxPool2x2 {
@@ -19,16 +21,6 @@ pub struct MaxPool2x2 {
     pad_left: usize,
     out_h: usize,
     out_w: usize,
-}
-
-/// `a` or `b`, whichever is larger (`b` when `a` is NaN): wasm's `f32x4.pmax`, lane by lane.
-#[inline(always)]
-fn pmax(a: f32, b: f32) -> f32 {
-    if a < b {
-        b
-    } else {
-        a
-    }
 }
 
 impl MaxPool2x2 {
@@ -73,41 +65,7 @@ impl MaxPool2x2 {
             &top[start..][..2 * full.len()],
             &bottom[start..][..2 * full.len()],
         );
-        pool_full_windows(top, bottom, full);
-    }
-}
-
-/// `out[i] = max(top[2i], top[2i+1], bottom[2i], bottom[2i+1])`.
-fn pool_full_windows(top: &[f32], bottom: &[f32], out: &mut [f32]) {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    let done = {
-        use core::arch::wasm32::*;
-        let steps = out.len() / 4;
-        for i in 0..steps {
-            // SAFETY: 8 floats from 8*i in both rows and 4 from 4*i in out are in bounds
-            // (top and bottom hold 2 * out.len()); unaligned v128 loads and stores are allowed.
-            unsafe {
-                let (t, b) = (top.as_ptr().add(8 * i), bottom.as_ptr().add(8 * i));
-                let low = f32x4_pmax(v128_load(t as *const v128), v128_load(b as *const v128));
-                let high = f32x4_pmax(
-                    v128_load(t.add(4) as *const v128),
-                    v128_load(b.add(4) as *const v128),
-                );
-                let even = i32x4_shuffle::<0, 2, 4, 6>(low, high);
-                let odd = i32x4_shuffle::<1, 3, 5, 7>(low, high);
-                v128_store(
-                    out.as_mut_ptr().add(4 * i) as *mut v128,
-                    f32x4_pmax(even, odd),
-                );
-            }
-        }
-        4 * steps
-    };
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    let done = 0;
-    for (i, o) in out.iter_mut().enumerate().skip(done) {
-        let (t, b) = (&top[2 * i..][..2], &bottom[2 * i..][..2]);
-        *o = pmax(pmax(pmax(pmax(f32::MIN, t[0]), b[0]), t[1]), b[1]);
+        kernels::max_2x2_windows(top, bottom, full);
     }
 }
 
@@ -170,7 +128,7 @@ impl TypedOp for MaxPool2x2 {
 
 /// Replaces every 2x2, stride-2, undilated channels-first f32 MaxPool of fixed shape (without
 /// the index output) with [`MaxPool2x2`]. Run on a decluttered model, before codegen.
-pub(super) fn use_maxpool_2x2(model: &mut TypedModel) -> TractResult<usize> {
+fn use_maxpool_2x2(model: &mut TypedModel) -> TractResult<usize> {
     super::replace_nodes(model, |model, node| {
         let Some(pool) = node.op_as::<MaxPool>() else {
             return Ok(None);
@@ -202,10 +160,19 @@ pub(super) fn use_maxpool_2x2(model: &mut TypedModel) -> TractResult<usize> {
     })
 }
 
+rewrite_transform!(
+    /// [`use_maxpool_2x2`], a step of the load before codegen.
+    UseMaxPool2x2,
+    "cutout-maxpool-2x2",
+    use_maxpool_2x2
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     /// tract's MaxPool (with the index output, which takes its generic, reference walk) and ours
     /// on the same input.

@@ -1,23 +1,40 @@
 //! Our own tract ops, swapped into the graph at load where tract's version is slower or sums in
 //! a different order than the reference (onnxruntime). Each replacement computes the same values.
 
+/// A named tract [`ModelTransform`] that runs `$rewrite` (which counts what it replaced).
+macro_rules! rewrite_transform {
+    ($(#[$doc:meta])* $transform:ident, $name:literal, $rewrite:path) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub(crate) struct $transform;
+
+        impl tract_onnx::tract_core::transform::ModelTransform for $transform {
+            fn name(&self) -> tract_onnx::tract_core::internal::StaticName {
+                $name.into()
+            }
+
+            fn transform(&self, model: &mut TypedModel) -> TractResult<()> {
+                $rewrite(model).map(drop)
+            }
+        }
+    };
+}
+
 mod bilinear;
 mod im2col;
+mod kernels;
 mod maxpool;
 mod parallel;
-pub(crate) mod quantize;
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-pub(crate) mod wasm_kernels;
+mod quantize;
 mod widen;
 // Natively tract's int8 kernels (AVX2 / AVX-512, up to 32 products per instruction) beat
 // Winograd on 8 per instruction; in wasm, where 8 is the most, Winograd wins. Natively it is
 // only tested (the same code, the portable micro-kernel).
-#[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
-pub(crate) mod winograd;
-#[cfg(target_arch = "x86_64")]
-mod x86_kernels;
+#[cfg(any(test, wasm_simd))]
+mod winograd;
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::transform::ModelTransform;
 
 pub(crate) use parallel::overlap;
 pub(crate) use widen::fold_f16_constant_casts;
@@ -37,25 +54,39 @@ unsafe fn filled_tensor<T: Datum, R>(
     Ok((tensor, filled))
 }
 
-/// Rewrites a decluttered model before codegen (ops codegen would otherwise lower).
+/// Our rewrites of a decluttered model, in order (ops codegen would otherwise lower).
+const BEFORE_CODEGEN: &[&dyn ModelTransform] = &[
+    &bilinear::UseOrtBilinear,
+    &maxpool::UseMaxPool2x2,
+    #[cfg(wasm_simd)]
+    &winograd::UseWinograd,
+    // After UseWinograd: it folds what follows the convolutions that one swapped in.
+    #[cfg(wasm_simd)]
+    &winograd::FuseDequantize,
+];
+
+/// Our rewrites of an optimised model, in order (ops codegen leaves alone but runs slowly).
+const AFTER_CODEGEN: &[&dyn ModelTransform] = &[
+    &quantize::UseFastDynamicQuantize,
+    &quantize::UseFastOffset,
+    &im2col::UsePanelIm2Col,
+];
+
+/// Rewrites a decluttered model before codegen: [`BEFORE_CODEGEN`].
 pub fn before_codegen(model: &mut TypedModel) -> TractResult<()> {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    wasm_kernels::ensure_registered();
-    bilinear::use_ort_bilinear(model)?;
-    maxpool::use_maxpool_2x2(model)?;
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        winograd::use_winograd(model)?;
-        winograd::fuse_dequantize(model)?;
-    }
-    Ok(())
+    kernels::ensure_registered();
+    apply(BEFORE_CODEGEN, model)
 }
 
-/// Rewrites an optimised model (ops codegen leaves alone but runs slowly).
+/// Rewrites an optimised model: [`AFTER_CODEGEN`].
 pub fn after_codegen(model: &mut TypedModel) -> TractResult<()> {
-    quantize::use_fast_dynamic_quantize(model)?;
-    quantize::use_fast_offset(model)?;
-    im2col::use_panel_im2col(model)?;
+    apply(AFTER_CODEGEN, model)
+}
+
+fn apply(transforms: &[&dyn ModelTransform], model: &mut TypedModel) -> TractResult<()> {
+    for transform in transforms {
+        transform.transform(model)?;
+    }
     Ok(())
 }
 

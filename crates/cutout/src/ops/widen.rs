@@ -79,6 +79,8 @@ pub fn fold_f16_constant_casts(model: &mut TypedModel) -> TractResult<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn every_half_widens_to_the_same_bits_as_the_half_crate() {

@@ -1,12 +1,7 @@
-// Winograd's oracle: quantised and float 3x3 convolutions summed straight from their definition,
-// and the random cases they are checked on, native (ops/winograd.rs) and in the browser (wasm tests).
+//! Winograd's oracle: quantised and float 3x3 convolutions summed straight from their
+//! definition, and the random cases they are checked on, natively and in the browser.
 
-fn xorshift(seed: &mut u64) -> u64 {
-    *seed ^= *seed << 13;
-    *seed ^= *seed >> 7;
-    *seed ^= *seed << 17;
-    *seed
-}
+use cutout_testkit::Rng;
 
 /// A random `[c_in, height, width]` u8 image, its zero point and an `[c_out, c_in, 3, 3]`
 /// kernel minus its zero point; `extreme` takes the largest magnitudes instead.
@@ -14,14 +9,25 @@ pub fn random_convolution(
     (c_in, c_out, height, width, d): (usize, usize, usize, usize, usize),
     extreme: bool,
 ) -> (Vec<u8>, i32, Vec<i32>) {
-    let mut seed = 0x9e3779b97f4a7c15 ^ (c_in * 131 + c_out * 17 + height * 7 + width + d) as u64;
+    let mut rng =
+        Rng::new(0x9e3779b97f4a7c15 ^ (c_in * 131 + c_out * 17 + height * 7 + width + d) as u64);
     let image: Vec<u8> = (0..c_in * height * width)
-        .map(|_| if extreme { 255 } else { xorshift(&mut seed) as u8 })
+        .map(|_| if extreme { 255 } else { rng.next_u64() as u8 })
         .collect();
     let kernel: Vec<i32> = (0..c_out * c_in * 9)
-        .map(|_| if extreme { -255 } else { (xorshift(&mut seed) % 511) as i32 - 255 })
+        .map(|_| {
+            if extreme {
+                -255
+            } else {
+                (rng.next_u64() % 511) as i32 - 255
+            }
+        })
         .collect();
-    let x0 = if extreme { 0 } else { (xorshift(&mut seed) % 256) as i32 };
+    let x0 = if extreme {
+        0
+    } else {
+        (rng.next_u64() % 256) as i32
+    };
     (image, x0, kernel)
 }
 
@@ -40,7 +46,9 @@ pub fn direct_convolution(
                 for c in 0..c_in {
                     for r in 0..3 {
                         for s in 0..3 {
-                            let (Some(yy), Some(xx)) = ((y + d * r).checked_sub(d), (x + d * s).checked_sub(d)) else {
+                            let (Some(yy), Some(xx)) =
+                                ((y + d * r).checked_sub(d), (x + d * s).checked_sub(d))
+                            else {
                                 continue;
                             };
                             if yy >= height || xx >= width {
@@ -77,8 +85,9 @@ pub const CASES: [(usize, usize, usize, usize, usize); 9] = [
 pub fn random_float_convolution(
     (c_in, c_out, height, width, d): (usize, usize, usize, usize, usize),
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let mut seed = 0x2545f4914f6cdd1d ^ (c_in * 131 + c_out * 17 + height * 7 + width + d) as u64;
-    let mut unit = move || (xorshift(&mut seed) % 2001) as f32 / 1000.0 - 1.0;
+    let mut rng =
+        Rng::new(0x2545f4914f6cdd1d ^ (c_in * 131 + c_out * 17 + height * 7 + width + d) as u64);
+    let mut unit = move || (rng.next_u64() % 2001) as f32 / 1000.0 - 1.0;
     let image = (0..c_in * height * width).map(|_| unit()).collect();
     let kernel = (0..c_out * c_in * 9).map(|_| unit()).collect();
     let bias = (0..c_out).map(|_| unit()).collect();

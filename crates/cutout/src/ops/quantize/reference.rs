@@ -1,5 +1,6 @@
-// ONNX DynamicQuantizeLinear (u8), tract's and onnxruntime's formula element by element: the
-// oracle of the quantizer's tests, native (ops/quantize.rs) and in the browser (wasm tests).
+//! ONNX DynamicQuantizeLinear (u8), tract's and onnxruntime's formula element by element: the
+//! oracle of the quantizer's tests, natively and in the browser.
+
 pub fn reference(xs: &[f32]) -> (Vec<u8>, f32, u8) {
     let (mut lo, mut hi) = (0f32, 0f32);
     for &v in xs {

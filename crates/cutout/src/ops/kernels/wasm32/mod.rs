@@ -1,6 +1,8 @@
-//! Our matrix-product kernels for wasm SIMD128, offered to tract's kernel selection: tract-linalg
-//! collects kernels and dispatch tiers through `inventory`, so these are registered beside
-//! tract's own and a tier ranked above tract's wasm tier names them.
+//! Our kernels for wasm SIMD128: the ops' inner loops ([`winograd`], [`quantize`], [`maxpool`]:
+//! each the generic kernel's arithmetic, several lanes at a time), and matrix-product kernels
+//! offered to tract's kernel selection: tract-linalg collects kernels and dispatch tiers through
+//! `inventory`, so these are registered beside tract's own and a tier ranked above tract's wasm
+//! tier names them.
 //!
 //! - [`int8`]: i8 x i8 -> i32 (quantized models), 4x4, `i32x4.dot_i16x8_s`; bit-exact.
 //! - [`f32`]: f32 (fp16 models, widened at load), 4x8, one broadcast load per row instead of
@@ -9,8 +11,13 @@
 //! Both run tract's fused-op spec (bias, scales, activations, requantisation, stores) through the
 //! scalar epilogue here, which is O(tile) against the O(tile x k) product.
 
-pub mod f32;
-pub mod int8;
+pub(crate) mod f32;
+pub(crate) mod int8;
+pub(crate) mod maxpool;
+pub(crate) mod quantize;
+#[cfg(test)]
+mod tests;
+pub(crate) mod winograd;
 
 use tract_linalg::isa::{Arch, IsaSet};
 use tract_linalg::mmm::{FusedKerSpec, MatMatMul, OutputStoreKer, Query, RoundingPolicy, Suitable};
@@ -51,7 +58,7 @@ inventory::submit! {
 
 /// wasm-ld drops an object file nothing references, and the registrations above with it: the
 /// engine calls this before tract selects kernels.
-pub fn ensure_registered() {
+pub(crate) fn ensure_registered() {
     std::hint::black_box((
         int8::make_kernel as fn() -> Box<dyn MatMatMul>,
         f32::make_kernel as fn() -> Box<dyn MatMatMul>,

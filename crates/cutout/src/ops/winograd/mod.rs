@@ -1,0 +1,428 @@
+//! Winograd F(2x2, 3x3) for the quantised models' 3x3, stride-1 convolutions.
+//!
+//! A 3x3 convolution computed as im2col + matrix product spends 36 multiplies on each 2x2 block
+//! of outputs (per input and output channel); Winograd's minimal filtering spends 16, on
+//! transformed 4x4 input patches and transformed kernels, then turns the 16 products back into
+//! the 4 outputs with additions only. In integers it is exact: the kernel transform `G` has
+//! halves, so we use `2G` and divide the result by 4 at the end (an exact shift, since the sum is
+//! a multiple of 4). Inputs minus their zero point transform into 11-bit values and kernels
+//! into 12-bit ones, so both fit i16 and the products run on `i32x4.dot_i16x8_s` / `pmaddwd`,
+//! 8 multiply-adds per instruction like the int8 im2col path. The results are the i32 sums
+//! `Σ (x - x0)(k - k0)` tract's quantised convolution gives, bit for bit.
+//!
+//! Dilated convolutions split into independent undilated ones on every `dilation`-th pixel, so
+//! a tile's 2x2 outputs and 4x4 inputs are simply `dilation` pixels apart.
+
+use std::cell::RefCell;
+use std::ops::{Add, Sub};
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+
+use super::kernels::{self, WinogradTile};
+use super::parallel;
+pub use tiles::Scratch;
+use tiles::{chunk_tiles, tile_origins, transform_kernel, Padded, SharedOutput};
+
+#[cfg(test)]
+mod reference;
+mod rewrite;
+#[cfg(test)]
+mod tests;
+mod tiles;
+
+#[cfg(test)]
+use rewrite::{fuse_dequantize, use_winograd};
+#[cfg(wasm_simd)]
+pub(super) use rewrite::{FuseDequantize, UseWinograd};
+
+/// Transformed positions per tile (4x4).
+const POSITIONS: usize = 16;
+/// Tiles per kernel column panel, and output channels per kernel row panel: the micro-kernel's.
+const PANEL: usize = kernels::WINOGRAD_PANEL;
+const ROWS: usize = kernels::WINOGRAD_ROWS;
+
+/// What the transformed values are multiplied in: i16 summed in i32 (the quantised models), or
+/// f32 (the float ones).
+pub trait Element:
+    Copy
+    + Default
+    + std::fmt::Debug
+    + PartialEq
+    + Send
+    + Sync
+    + 'static
+    + Add<Output = Self>
+    + Sub<Output = Self>
+{
+    /// What products are summed in, and the op's output.
+    type Sum: Datum + Copy + Default + PartialEq + Send + Sync;
+    /// Channels multiplied per step (`pmaddwd` multiplies pairs).
+    const GROUP: usize;
+    /// Input channels summed before the outputs are transformed back (see the i16 impl).
+    const MAX_CHANNELS_PER_BLOCK: usize;
+    const OP_NAME: &'static str;
+    /// A transformed kernel value, if it fits.
+    fn from_sum(v: Self::Sum) -> Option<Self>;
+    fn plus(a: Self::Sum, b: Self::Sum) -> Self::Sum;
+    fn minus(a: Self::Sum, b: Self::Sum) -> Self::Sum;
+    /// A sum of products with `2G`-transformed kernels, back to the convolution's scale.
+    fn quarter(v: Self::Sum) -> Self::Sum;
+    /// 4 output channels x 8 tiles of `Σ a·b` over `groups` steps, `a` as
+    /// `[group][row][GROUP]`, `b` as `[group][tile][GROUP]`.
+    fn micro_kernel(a: &[Self], b: &[Self], groups: usize) -> WinogradTile<Self::Sum>;
+    /// `f` with this thread's scratch buffers: kept from chunk to chunk and op to op, so they
+    /// are allocated (and zeroed) once per thread, not once per piece of work rayon splits off.
+    fn with_scratch<R>(f: impl FnOnce(&mut Scratch<Self>) -> R) -> R;
+    /// The convolution of the op's inputs (the image, and what else this element needs), as
+    /// the op's `[1, c_out, height, width]` output.
+    fn convolve_inputs(
+        op: &WinogradConv<Self>,
+        inputs: &[TValue],
+        height: usize,
+        width: usize,
+    ) -> TractResult<Tensor>;
+}
+
+impl Element for i16 {
+    type Sum = i32;
+    const GROUP: usize = 2;
+    /// Beyond this many input channels the i32 sums of `4 Σ (x - x0)(k - k0)` could overflow for
+    /// adversarial inputs (|x - x0|, |k - k0| ≤ 255, 9 taps), so the channels are summed in
+    /// blocks of at most this many and the blocks' exact results added.
+    const MAX_CHANNELS_PER_BLOCK: usize = 512;
+    const OP_NAME: &'static str = "WinogradConvU8";
+
+    fn from_sum(v: i32) -> Option<i16> {
+        i16::try_from(v).ok()
+    }
+    // Wrapping: intermediate sums may wrap, the exact final one fits.
+    fn plus(a: i32, b: i32) -> i32 {
+        a.wrapping_add(b)
+    }
+    fn minus(a: i32, b: i32) -> i32 {
+        a.wrapping_sub(b)
+    }
+    fn quarter(v: i32) -> i32 {
+        v >> 2
+    }
+    fn micro_kernel(a: &[i16], b: &[i16], pairs: usize) -> WinogradTile<i32> {
+        kernels::winograd_i16(a, b, pairs)
+    }
+    fn with_scratch<R>(f: impl FnOnce(&mut Scratch<i16>) -> R) -> R {
+        thread_local!(static SCRATCH: RefCell<Scratch<i16>> = RefCell::default());
+        SCRATCH.with_borrow_mut(f)
+    }
+    fn convolve_inputs(
+        op: &WinogradConv<i16>,
+        inputs: &[TValue],
+        height: usize,
+        width: usize,
+    ) -> TractResult<Tensor> {
+        let x0 = inputs[1].cast_to_scalar::<i32>()?;
+        ensure!(
+            (0..=255).contains(&x0),
+            "WinogradConvU8: zero point {x0} is not a u8"
+        );
+        let image = inputs[0].try_as_plain_ram()?;
+        let image = image.as_slice::<u8>()?;
+        let shape = [1, op.c_out, height, width];
+        match &op.dequantize {
+            None => {
+                let sums = op.convolve_u8(image, x0, height, width);
+                Ok(tract_ndarray::ArrayD::from_shape_vec(&shape[..], sums)?.into_tensor())
+            }
+            Some(dequantize) => {
+                let scale = inputs[2].cast_to_scalar::<f32>()?;
+                let finish =
+                    |channel: usize, sums: &mut [i32]| dequantize.finish(channel, scale, sums);
+                let sums = op.convolve_finished(image, centred(x0), height, width, finish);
+                let values = Dequantize::into_f32(sums);
+                Ok(tract_ndarray::ArrayD::from_shape_vec(&shape[..], values)?.into_tensor())
+            }
+        }
+    }
+}
+
+/// What follows each convolution in dynamically quantised models, done in the op as each
+/// output is stored (no pass over memory of its own): `(sum as f32) * scale + bias`, then
+/// `max(_, 0)` for a ReLU: tract's Cast, Mul, Add and Max, in the same order, so the same bits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dequantize {
+    bias: Vec<f32>,
+    relu: bool,
+}
+
+impl Dequantize {
+    /// Replaces the final sums of output `channel` by their dequantised values' f32 bits.
+    #[inline(always)]
+    fn finish(&self, channel: usize, scale: f32, sums: &mut [i32]) {
+        let bias = self.bias[channel];
+        if self.relu {
+            for sum in sums.iter_mut() {
+                *sum = (*sum as f32 * scale + bias).max(0.0).to_bits() as i32;
+            }
+        } else {
+            for sum in sums.iter_mut() {
+                *sum = (*sum as f32 * scale + bias).to_bits() as i32;
+            }
+        }
+    }
+
+    /// The buffer [`Dequantize::finish`] filled with f32 bits, as f32 (no copy).
+    fn into_f32(sums: Vec<i32>) -> Vec<f32> {
+        let mut sums = std::mem::ManuallyDrop::new(sums);
+        // Safety: every element holds f32 bits; i32 and f32 share size and alignment, so the
+        // allocation is a valid f32 one.
+        unsafe { Vec::from_raw_parts(sums.as_mut_ptr() as *mut f32, sums.len(), sums.capacity()) }
+    }
+}
+
+impl Element for f32 {
+    type Sum = f32;
+    const GROUP: usize = 1;
+    const MAX_CHANNELS_PER_BLOCK: usize = usize::MAX;
+    const OP_NAME: &'static str = "WinogradConvF32";
+
+    fn from_sum(v: f32) -> Option<f32> {
+        Some(v)
+    }
+    fn plus(a: f32, b: f32) -> f32 {
+        a + b
+    }
+    fn minus(a: f32, b: f32) -> f32 {
+        a - b
+    }
+    fn quarter(v: f32) -> f32 {
+        v * 0.25
+    }
+    fn micro_kernel(a: &[f32], b: &[f32], k: usize) -> WinogradTile<f32> {
+        kernels::winograd_f32(a, b, k)
+    }
+    fn with_scratch<R>(f: impl FnOnce(&mut Scratch<f32>) -> R) -> R {
+        thread_local!(static SCRATCH: RefCell<Scratch<f32>> = RefCell::default());
+        SCRATCH.with_borrow_mut(f)
+    }
+    fn convolve_inputs(
+        op: &WinogradConv<f32>,
+        inputs: &[TValue],
+        height: usize,
+        width: usize,
+    ) -> TractResult<Tensor> {
+        let image = inputs[0].try_as_plain_ram()?;
+        let values = op.convolve(image.as_slice::<f32>()?, |v| v, height, width);
+        Ok(
+            tract_ndarray::ArrayD::from_shape_vec(&[1, op.c_out, height, width][..], values)?
+                .into_tensor(),
+        )
+    }
+}
+
+/// A 3x3 convolution, stride 1, "same" padding of `dilation`, of a `[1, C, H, W]` image with a
+/// constant kernel. In i16 ([`WinogradConvU8`]): `Σ (x - x0)(k - k0)`, tract's quantised `Conv`
+/// with an i32 output for a u8 image; in f32 ([`WinogradConvF32`]): a float `Conv` with bias.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WinogradConv<T: Element> {
+    c_in: usize,
+    c_out: usize,
+    dilation: usize,
+    /// Per block of input channels, the transformed kernel `2G k 2Gᵀ`, laid out as the
+    /// micro-kernel reads it: `[row panel][position][channel group][row 0..4][group member]`.
+    blocks: Arc<Vec<KernelBlock<T>>>,
+    bias: Option<Arc<Vec<T::Sum>>>,
+    /// i16 only: the dequantisation the op applies to its sums (then it outputs f32 and reads
+    /// the scale as a third input).
+    dequantize: Option<Arc<Dequantize>>,
+}
+
+impl<T: Element> Eq for WinogradConv<T> {}
+
+pub type WinogradConvU8 = WinogradConv<i16>;
+pub type WinogradConvF32 = WinogradConv<f32>;
+
+#[derive(Clone, Debug, PartialEq)]
+struct KernelBlock<T> {
+    /// First input channel, channels, and channel groups (the last padded with zero channels).
+    first_channel: usize,
+    channels: usize,
+    groups: usize,
+    packed: Vec<T>,
+}
+
+impl WinogradConv<i16> {
+    /// The convolution of a `[c_in, height, width]` u8 image with zero point `x0`, as
+    /// `[c_out, height, width]` i32.
+    pub fn convolve_u8(&self, image: &[u8], x0: i32, height: usize, width: usize) -> Vec<i32> {
+        self.convolve(image, centred(x0), height, width)
+    }
+}
+
+/// A u8 input value minus its zero point: |v - x0| ≤ 255, and the input transform at most
+/// quadruples it, so i16 holds it.
+fn centred(x0: i32) -> impl Fn(u8) -> i16 + Sync + Send {
+    move |v| (v as i32 - x0) as i16
+}
+
+impl<T: Element> WinogradConv<T> {
+    /// From an `[O, I, 3, 3]` kernel (for i16, `k - k0`), and a bias per output channel. None
+    /// when a transformed value does not fit `T` (for i16, |k - k0| > 255, which 8-bit weights
+    /// cannot give).
+    pub fn new(
+        kernel: &[T::Sum],
+        bias: Option<Vec<T::Sum>>,
+        c_out: usize,
+        c_in: usize,
+        dilation: usize,
+    ) -> Option<Self> {
+        Self::from_kernel(kernel, |k| k, bias, c_out, c_in, dilation)
+    }
+
+    /// [`WinogradConv::new`] from the kernel as stored (e.g. u8), each value taken through
+    /// `value`: no whole converted copy of the kernel (the models' kernels hold 44M values).
+    pub fn from_kernel<K: Copy + Sync>(
+        kernel: &[K],
+        value: impl Fn(K) -> T::Sum + Sync + Send,
+        bias: Option<Vec<T::Sum>>,
+        c_out: usize,
+        c_in: usize,
+        dilation: usize,
+    ) -> Option<Self> {
+        assert_eq!(kernel.len(), c_out * c_in * 9);
+        if c_in == 0 || c_out == 0 {
+            return None;
+        }
+        let row_panels = c_out.div_ceil(ROWS);
+        let mut blocks = vec![];
+        for first_channel in (0..c_in).step_by(T::MAX_CHANNELS_PER_BLOCK.min(c_in.max(1))) {
+            let channels = (c_in - first_channel).min(T::MAX_CHANNELS_PER_BLOCK);
+            let groups = channels.div_ceil(T::GROUP);
+            let panel_len = POSITIONS * groups * ROWS * T::GROUP;
+            let mut packed = vec![T::default(); row_panels * panel_len];
+            let fits = parallel::map_chunks_mut(&mut packed, panel_len, |rp, panel| {
+                for o in rp * ROWS..c_out.min(rp * ROWS + ROWS) {
+                    for c in 0..channels {
+                        let taps = &kernel[(o * c_in + first_channel + c) * 9..][..9];
+                        let taps: [T::Sum; 9] = std::array::from_fn(|i| value(taps[i]));
+                        for (p, &value) in transform_kernel::<T>(&taps).iter().enumerate() {
+                            let row = p * groups + c / T::GROUP;
+                            let at = (row * ROWS + o % ROWS) * T::GROUP + c % T::GROUP;
+                            panel[at] = T::from_sum(value)?;
+                        }
+                    }
+                }
+                Some(())
+            });
+            fits.into_iter().collect::<Option<Vec<()>>>()?;
+            blocks.push(KernelBlock {
+                first_channel,
+                channels,
+                groups,
+                packed,
+            });
+        }
+        Some(WinogradConv {
+            c_in,
+            c_out,
+            dilation,
+            blocks: Arc::new(blocks),
+            bias: bias.map(Arc::new),
+            dequantize: None,
+        })
+    }
+
+    /// The convolution of a `[c_in, height, width]` image, each value taken through `convert`,
+    /// as `[c_out, height, width]`.
+    pub fn convolve<S: Copy + Sync>(
+        &self,
+        image: &[S],
+        convert: impl Fn(S) -> T + Sync + Send,
+        height: usize,
+        width: usize,
+    ) -> Vec<T::Sum> {
+        self.convolve_finished(image, convert, height, width, |_, _| {})
+    }
+
+    /// [`WinogradConv::convolve`], with `finish(channel, values)` applied to each output
+    /// channel's final values as they are stored (while they are in registers).
+    pub fn convolve_finished<S: Copy + Sync>(
+        &self,
+        image: &[S],
+        convert: impl Fn(S) -> T + Sync + Send,
+        height: usize,
+        width: usize,
+        finish: impl Fn(usize, &mut [T::Sum]) + Sync + Send,
+    ) -> Vec<T::Sum> {
+        assert_eq!(image.len(), self.c_in * height * width);
+        let d = self.dilation;
+        let padded = Padded::new(image, convert, self.c_in, height, width, d);
+        let tiles = tile_origins(height, width, d);
+        // Not zeroed (a serial pass over memory): the first channel block writes every value.
+        let len = self.c_out * height * width;
+        let mut output: Vec<T::Sum> = Vec::with_capacity(len);
+        let out = SharedOutput(output.as_mut_ptr());
+        let block_channels = self.c_in.min(T::MAX_CHANNELS_PER_BLOCK);
+        let chunk = chunk_tiles(tiles.len(), block_channels * std::mem::size_of::<T>());
+        parallel::for_each_chunk(&tiles, chunk, |tiles| {
+            // Safety: chunks hold disjoint tiles, which cover disjoint output pixels.
+            T::with_scratch(|scratch| unsafe {
+                self.convolve_chunk(&padded, tiles, (height, width), scratch, &finish, &out)
+            })
+        });
+        // Safety: the tiles cover every pixel once and the first block stored each channel's.
+        unsafe { output.set_len(len) };
+        output
+    }
+}
+
+impl<T: Element> Op for WinogradConv<T> {
+    fn name(&self) -> StaticName {
+        T::OP_NAME.into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "{} -> {} channels, dilation {}",
+            self.c_in, self.c_out, self.dilation
+        )])
+    }
+
+    tract_onnx::tract_core::op_as_typed_op!();
+}
+
+impl<T: Element> EvalOp for WinogradConv<T> {
+    tract_onnx::tract_core::op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let shape = inputs[0].shape();
+        ensure!(
+            shape.len() == 4 && shape[0] == 1 && shape[1] == self.c_in,
+            "{} expects [1, {}, H, W], got {shape:?}",
+            T::OP_NAME,
+            self.c_in
+        );
+        let (height, width) = (shape[2], shape[3]);
+        Ok(tvec!(
+            T::convolve_inputs(self, &inputs, height, width)?.into_tvalue()
+        ))
+    }
+}
+
+impl<T: Element> TypedOp for WinogradConv<T> {
+    tract_onnx::tract_core::as_op!();
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let shape = &inputs[0].shape;
+        ensure!(shape.rank() == 4, "{} expects a rank-4 input", T::OP_NAME);
+        let datum_type = match self.dequantize {
+            Some(_) => f32::datum_type(),
+            None => T::Sum::datum_type(),
+        };
+        Ok(tvec!(datum_type.fact([
+            shape[0].clone(),
+            self.c_out.to_dim(),
+            shape[2].clone(),
+            shape[3].clone()
+        ])))
+    }
+}
