@@ -22,7 +22,7 @@ pub(crate) fn ensure_registered() {
 }
 
 /// `Σ a·b` of i16 pairs into i32, `a` as `[pair][row][2]`, `b` as `[pair][tile][2]`.
-// Only Winograd calls these, which natively is only tested.
+// Only Winograd calls it, which natively is only tested.
 #[cfg_attr(not(any(test, wasm_simd)), allow(dead_code))]
 pub(crate) fn winograd_i16(a: &[i16], b: &[i16], pairs: usize) -> WinogradTile<i32> {
     #[cfg(wasm_simd)]
@@ -34,6 +34,7 @@ pub(crate) fn winograd_i16(a: &[i16], b: &[i16], pairs: usize) -> WinogradTile<i
 }
 
 /// `Σ a·b` in f32, `a` as `[k][row]`, `b` as `[k][tile]`.
+// As above: natively only the tests call it.
 #[cfg_attr(not(any(test, wasm_simd)), allow(dead_code))]
 pub(crate) fn winograd_f32(a: &[f32], b: &[f32], k: usize) -> WinogradTile<f32> {
     #[cfg(wasm_simd)]

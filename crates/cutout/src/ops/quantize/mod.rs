@@ -2,9 +2,10 @@
 //! faster: tract's folds min/max through ndarray and rounds element by element with
 //! `round_ties_even`, which made it 19% of RMBG-1.4 quantized inference.
 
-use super::{kernels, parallel};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
+
+use super::{kernels, parallel};
 
 /// `x -> (u8 quantized, f32 scale, u8 zero point)` with ONNX DynamicQuantizeLinear semantics,
 /// of one input, or of several concatenated along `axis` where only 1s precede it (so the

@@ -198,15 +198,15 @@ fn winograd_micro_kernels_compute_what_the_generic_ones_do() {
         let a: Vec<f32> = (0..steps * WINOGRAD_ROWS).map(|_| rng.unit()).collect();
         let b: Vec<f32> = (0..steps * WINOGRAD_PANEL).map(|_| rng.unit()).collect();
         let ours = super::winograd::micro_kernel_f32(&a, &b, steps);
-        let generic: WinogradTile<f32> = generic::winograd_f32(&a, &b, steps);
-        for (ours, generic) in ours.iter().flatten().zip(generic.iter().flatten()) {
+        let expected: WinogradTile<f32> = generic::winograd_f32(&a, &b, steps);
+        for (ours, expected) in ours.iter().flatten().zip(expected.iter().flatten()) {
             if cfg!(target_feature = "relaxed-simd") {
                 assert!(
-                    (ours - generic).abs() <= 1e-5 * steps as f32,
+                    (ours - expected).abs() <= 1e-5 * steps as f32,
                     "{steps} steps"
                 );
             } else {
-                assert_eq!(ours.to_bits(), generic.to_bits(), "{steps} steps");
+                assert_eq!(ours.to_bits(), expected.to_bits(), "{steps} steps");
             }
         }
     }
@@ -233,11 +233,15 @@ fn quantizer_kernels_compute_what_the_generic_ones_do() {
             (0.0, 0.0),
             (0.01, 250.0),
         ] {
-            let (mut ours, mut generic) = (vec![1u8; len], vec![2u8; len]);
+            let (mut ours, mut expected) = (vec![1u8; len], vec![2u8; len]);
             let done = super::quantize::quantize(&xs, &mut ours, scale, zp);
             assert_eq!(done, len / 16 * 16);
-            generic::quantize_u8(&xs[..done], &mut generic[..done], scale, zp);
-            assert_eq!(ours[..done], generic[..done], "{len} values, scale {scale}");
+            generic::quantize_u8(&xs[..done], &mut expected[..done], scale, zp);
+            assert_eq!(
+                ours[..done],
+                expected[..done],
+                "{len} values, scale {scale}"
+            );
         }
     }
 }
@@ -254,14 +258,14 @@ fn maxpool_kernel_computes_what_the_generic_one_does() {
     for outputs in [0, 1, 3, 4, 5, 8, 31, 64] {
         let top: Vec<f32> = (0..2 * outputs).map(|_| value()).collect();
         let bottom: Vec<f32> = (0..2 * outputs).map(|_| value()).collect();
-        let (mut ours, mut generic) = (vec![0f32; outputs], vec![1f32; outputs]);
+        let (mut ours, mut expected) = (vec![0f32; outputs], vec![1f32; outputs]);
         let done = super::maxpool::max_2x2_windows(&top, &bottom, &mut ours);
         assert_eq!(done, outputs / 4 * 4);
-        generic::max_2x2_windows(&top, &bottom, &mut generic, 0);
+        generic::max_2x2_windows(&top, &bottom, &mut expected, 0);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(
             bits(&ours[..done]),
-            bits(&generic[..done]),
+            bits(&expected[..done]),
             "{outputs} outputs"
         );
     }
