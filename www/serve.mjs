@@ -94,6 +94,15 @@ function publicMirror(root, dir) {
 // handlers: {'/path': (req, res) => ...} answer exact paths themselves (tests use this);
 // headersFor(pathname) adds or (with null) removes response headers (the benchmark uses this).
 // publicMirrorDir: see --public-mirror above.
+/**
+ * @param {object} options
+ * @param {string} options.root
+ * @param {Record<string, string>} [options.mounts]
+ * @param {(pathname: string, req: import('node:http').IncomingMessage) => void} [options.onRequest]
+ * @param {Record<string, (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void>} [options.handlers]
+ * @param {(pathname: string) => Record<string, string | null>} [options.headersFor]
+ * @param {string | null} [options.publicMirrorDir]
+ */
 export function createServer({ root, mounts = {}, onRequest = () => {}, handlers = {}, headersFor = () => ({}), publicMirrorDir = null }) {
   const dirs = Object.entries(mounts).map(([prefix, dir]) => [prefix.replace(/\/$/, ''), resolve(dir)]);
   const rootDir = resolve(root);

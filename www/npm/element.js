@@ -57,7 +57,8 @@ export class CutoutImage extends HTMLElement {
     try {
       const blob = await removeBackground(src, {
         model,
-        output: this.getAttribute('output') || 'png',
+        // Any other value is refused by the engine with a message naming the valid ones.
+        output: /** @type {'png' | 'webp' | 'mask'} */ (this.getAttribute('output') || 'png'),
         background: this.getAttribute('background') || null,
         crop: this.hasAttribute('crop') ? Number(this.getAttribute('crop')) || true : false,
         signal: controller.signal,

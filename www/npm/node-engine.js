@@ -17,8 +17,8 @@ import { cacheDir } from './node-cache.js';
 import { resolveModel } from './model-spec.js';
 import * as relaxedGlue from './pkg-relaxed/cutout_wasm.js';
 import * as simdGlue from './pkg-simd/cutout_wasm.js';
+import { relaxedSimd } from './vendor/wasm-feature-detect.js';
 
-const RELAXED_SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2, 253, 15, 253, 128, 2, 11]);
 const TRUST_FILE = 'trusted-downloads.json';
 
 let wasm = null;
@@ -27,7 +27,7 @@ let engineKey = null;
 
 async function initWasm() {
   if (wasm) return wasm;
-  const relaxed = WebAssembly.validate(RELAXED_SIMD_PROBE);
+  const relaxed = await relaxedSimd();
   const glue = relaxed ? relaxedGlue : simdGlue;
   const file = new URL(`./pkg-${relaxed ? 'relaxed' : 'simd'}/cutout_wasm_bg.wasm`, import.meta.url);
   glue.initSync({ module: await readFile(file) });

@@ -57,6 +57,11 @@ async function recordHash(url, sha256) {
 
 // The bytes of `model` ({url, parts, sha256, size, entry}), from the cache when a verified copy is
 // there. `onWarning` hears about what is worth saying but not fatal (storage full, trusted anew).
+/**
+ * @param {import('./protocol.js').ResolvedModel} model
+ * @param {{onProgress?: (loaded: number, total: number) => void, onWarning?: (message: string) => void}} [callbacks]
+ * @returns {Promise<{bytes: Uint8Array, fromCache: boolean, sha256: string}>}
+ */
 export async function fetchModel(model, { onProgress = () => {}, onWarning = () => {} } = {}) {
   const cache = await openCache();
   const pinned = model.sha256 ? model.sha256.toLowerCase() : null;
