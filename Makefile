@@ -9,7 +9,7 @@ PORT ?= 8080
 # CI checks decoder parity on a subset to save time; `make parity PARITY_ARGS=` runs it on all.
 PARITY_ARGS ?= --decoder-images 11
 
-.PHONY: serve build package package-tests run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench bench-ab bench-native lint tools
+.PHONY: serve build package package-tests run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench bench-ab bench-native lint format tools
 
 # The web app on http://127.0.0.1:$(PORT)/. Where the IS-Net files are here (../shared/models, or
 # target/models from models/fetch-isnet.sh), the server also plays their public host, so the
@@ -102,8 +102,25 @@ bench-ab: build tests/browser/node_modules/.installed
 bench-native: venv cli
 	$(PYTHON) tests/python/bench_native.py
 
-lint:
+# The build's and the linters' npm tools (wasm-opt, TypeScript, prettier, the vendored libraries).
+www/node_modules/.installed: www/package-lock.json
+	cd www && npm ci --no-audit --no-fund --silent
+	touch $@
+
+# The JavaScript that prettier formats (quoted: prettier expands the globs).
+JS_SOURCES := 'www/src/**/*.js' 'www/npm/*.{js,d.ts}' 'www/*.mjs' 'www/types/**/*.d.ts' 'tests/browser/*.{mjs,d.ts}' \
+  'tests/package/*.mjs' 'tests/bench/*.mjs' 'tests/bench/page/*.js'
+
+# Rust: rustfmt and clippy (native and wasm); JavaScript: tsc over the JSDoc types (the page and
+# package, then the two workers with the worker globals).
+lint: www/node_modules/.installed tests/browser/node_modules/.installed
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
 	RUSTFLAGS="-C target-feature=+simd128" CARGO_TARGET_DIR=$(TARGET)/wasm-simd \
 	cargo clippy --release -p cutout-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
+	www/node_modules/.bin/tsc -p www/tsconfig.json
+	www/node_modules/.bin/tsc -p www/tsconfig.workers.json
+
+# Rewrites the JavaScript in prettier's format (what `make lint` checks).
+format: www/node_modules/.installed
+	www/node_modules/.bin/prettier --write $(JS_SOURCES)

@@ -120,6 +120,7 @@ test('hosts that refuse, lack CORS or cut the download: clear errors, nothing st
   host.routes.set(pathOf('rmbg-1.4-fp32'), { body: quint8, cors: false });
   await page.goto(`${site.base}/`);
 
+  /** @type {[string, string | RegExp, RegExp][]} */
   const cases = [
     ['rmbg-1.4', 'model-refused', /HTTP 401.*refuses anonymous downloads.*Self-host/],
     ['ormbg', 'model-not-found', /HTTP 404.*no such file/],

@@ -128,12 +128,12 @@ async function exercise(page) {
       element.setAttribute('sha256', sha256);
       const done = new Promise((resolve) => {
         element.addEventListener('cutout-done', () => resolve('done'));
-        element.addEventListener('cutout-error', (e) => resolve(`error: ${e.detail.error.message}`));
+        element.addEventListener('cutout-error', (e) => resolve(`error: ${/** @type {CustomEvent} */ (e).detail.error.message}`));
       });
       element.setAttribute('src', '/fixtures/camel_00000.jpg');
       document.body.append(element);
       result.element = await done;
-      const link = element.shadowRoot.querySelector('[part=download]');
+      const link = /** @type {HTMLAnchorElement} */ (element.shadowRoot.querySelector('[part=download]'));
       result.elementDownload = { href: link.href.slice(0, 5), name: link.download, hidden: link.hidden };
       return result;
     },
