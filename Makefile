@@ -112,7 +112,7 @@ JS_SOURCES := 'www/src/**/*.js' 'www/npm/*.{js,d.ts}' 'www/*.mjs' 'www/types/**/
   'tests/package/*.mjs' 'tests/bench/*.mjs' 'tests/bench/page/*.js'
 
 # Rust: rustfmt and clippy (native and wasm); JavaScript: tsc over the JSDoc types (the page and
-# package, then the two workers with the worker globals).
+# package, then the two workers with the worker globals) and prettier.
 lint: www/node_modules/.installed tests/browser/node_modules/.installed
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
@@ -120,6 +120,7 @@ lint: www/node_modules/.installed tests/browser/node_modules/.installed
 	cargo clippy --release -p cutout-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
 	www/node_modules/.bin/tsc -p www/tsconfig.json
 	www/node_modules/.bin/tsc -p www/tsconfig.workers.json
+	www/node_modules/.bin/prettier --check $(JS_SOURCES)
 
 # Rewrites the JavaScript in prettier's format (what `make lint` checks).
 format: www/node_modules/.installed

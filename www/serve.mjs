@@ -124,14 +124,22 @@ export function createServer({ root, mounts = {}, onRequest = () => {}, handlers
     const mirrored = mirror?.routes.get(pathname);
     if (mirrored) {
       const size = mirrored.end === undefined ? statSync(mirrored.path).size : mirrored.end - mirrored.start + 1;
-      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': size, 'Access-Control-Allow-Origin': '*', 'Cache-Control': 'no-cache' });
+      res.writeHead(200, {
+        'Content-Type': 'application/octet-stream',
+        'Content-Length': size,
+        'Access-Control-Allow-Origin': '*',
+        'Cache-Control': 'no-cache',
+      });
       createReadStream(mirrored.path, { start: mirrored.start, end: mirrored.end }).pipe(res);
       return;
     }
     const mount = dirs.find(([prefix]) => pathname.startsWith(prefix + '/'));
     const file = mount ? resolveFile(mount[1], pathname.slice(mount[0].length)) : resolveFile(rootDir, pathname);
     const headers = {
-      'Content-Security-Policy': CSP, 'X-Content-Type-Options': 'nosniff', 'Referrer-Policy': 'no-referrer', 'Cache-Control': 'no-cache',
+      'Content-Security-Policy': CSP,
+      'X-Content-Type-Options': 'nosniff',
+      'Referrer-Policy': 'no-referrer',
+      'Cache-Control': 'no-cache',
       // Cross-origin isolation: shared memory for the multi-threaded engine from the first visit.
       ...ISOLATION_HEADERS,
     };
@@ -173,7 +181,9 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     for (const [prefix, dir] of Object.entries(mounts)) console.log(`  ${prefix}/ -> ${dir}`);
     if (publicMirrorDir) {
       const { mirrored } = publicMirror(resolve(root), resolve(publicMirrorDir));
-      console.log(`  models ${mirrored.join(', ') || '(none)'} come from a local copy of their public hosts (${publicMirrorDir}); the rest from the real hosts`);
+      console.log(
+        `  models ${mirrored.join(', ') || '(none)'} come from a local copy of their public hosts (${publicMirrorDir}); the rest from the real hosts`,
+      );
     }
   });
 }

@@ -7,8 +7,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
-  ISNET_SHA256, SHARED, acceptFirstRun, cachedModelUrls, photosMissing, chromiumPath, inspectResult, itemInfo, launch, modelDir, serve,
-  waitForItem, waitForModel,
+  ISNET_SHA256,
+  SHARED,
+  acceptFirstRun,
+  cachedModelUrls,
+  photosMissing,
+  chromiumPath,
+  inspectResult,
+  itemInfo,
+  launch,
+  modelDir,
+  serve,
+  waitForItem,
+  waitForModel,
 } from './harness.mjs';
 
 const models = modelDir();
@@ -51,7 +62,10 @@ test('a photo becomes a correct transparent PNG, and the model is cached for the
   await page.goto(url({ model: MODEL_PATH, sha256: ISNET_SHA256 }));
   await waitForModel(page);
   assert.equal(server.hits.get(MODEL_PATH), 1, 'the model is downloaded once');
-  assert.ok((await cachedModelUrls(page)).some((u) => u.endsWith(MODEL_PATH)), 'and stored in the Cache API');
+  assert.ok(
+    (await cachedModelUrls(page)).some((u) => u.endsWith(MODEL_PATH)),
+    'and stored in the Cache API',
+  );
 
   await page.setInputFiles('#file-input', example);
   assert.equal(await waitForItem(page, 'example_input.jpg'), 'completed', (await itemInfo(page, 'example_input.jpg')).text);
@@ -59,8 +73,12 @@ test('a photo becomes a correct transparent PNG, and the model is cached for the
   assert.match(info.href, /^blob:/);
   assert.equal(info.download, 'example_input-cutout.png');
   const result = await inspectResult(page, info.href, [
-    [538, 868, 5], [598, 698, 5], [298, 648, 5], // the two giraffes
-    [0, 0, 32], [901, 0, 32], [0, 1373, 32], // corners
+    [538, 868, 5],
+    [598, 698, 5],
+    [298, 648, 5], // the two giraffes
+    [0, 0, 32],
+    [901, 0, 32],
+    [0, 1373, 32], // corners
   ]);
   assert.deepEqual(result.signature, [137, 80, 78, 71, 13, 10, 26, 10], 'a PNG');
   assert.equal(result.type, 'image/png');

@@ -65,8 +65,13 @@ export async function launch() {
     headless: true,
     viewport: { width: 1100, height: 900 },
     args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
       // The stand-ins for the public model hosts serve https with a certificate made for the test.
       '--ignore-certificate-errors',
     ],

@@ -80,7 +80,12 @@ const listed = models.models.map((m) => ({ id: m.id, licence: m.licence, licence
 console.log(JSON.stringify({ type: blob.type, size: blob.size, stages, errors, ticks, elapsed, abort, afterAbort, default: models.default, listed }));`,
   );
   const cache = mkdtempSync(join(tmpdir(), 'cutout-node-cache-'));
-  const result = JSON.parse(execFileSync('node', ['run.mjs'], { cwd: dir, encoding: 'utf8', env: { ...process.env, CUTOUT_CACHE_DIR: cache } }).trim().split('\n').pop());
+  const result = JSON.parse(
+    execFileSync('node', ['run.mjs'], { cwd: dir, encoding: 'utf8', env: { ...process.env, CUTOUT_CACHE_DIR: cache } })
+      .trim()
+      .split('\n')
+      .pop(),
+  );
   assert.ok(result.ticks >= result.elapsed / 20 / 3, `the event loop kept running: ${result.ticks} ticks of 20 ms in ${result.elapsed} ms`);
   assert.equal(result.abort, 'AbortError');
   assert.equal(result.afterAbort, 'image/png');
@@ -118,10 +123,16 @@ async function exercise(page) {
       const controller = new AbortController();
       const aborted = window.cutout.removeBackground(input, { model, signal: controller.signal });
       setTimeout(() => controller.abort(), 1500);
-      result.abort = await aborted.then(() => 'resolved', (e) => e.name);
+      result.abort = await aborted.then(
+        () => 'resolved',
+        (e) => e.name,
+      );
       // A corrupt image is a clear Error.
       const broken = new Blob([new Uint8Array(await input.slice(0, 5000).arrayBuffer())], { type: 'image/jpeg' });
-      result.corrupt = await window.cutout.removeBackground(broken, { model }).then(() => 'resolved', (e) => e.message);
+      result.corrupt = await window.cutout.removeBackground(broken, { model }).then(
+        () => 'resolved',
+        (e) => e.message,
+      );
       // The element.
       const element = document.createElement('cutout-image');
       element.setAttribute('model', model.url);
@@ -176,6 +187,9 @@ test('a fresh Vite app bundles the package without configuration and runs it', {
 test('a plain HTML page uses the package from node_modules with no build step', { skip: skip || (!chromiumPath() && 'no chromium') }, async () => {
   const dir = project('plain-page', { 'cutout-wasm': `file:${tarball}` });
   writeFileSync(join(dir, 'index.html'), '<!doctype html><title>plain + cutout-wasm</title><script type="module" src="main.js"></script>');
-  writeFileSync(join(dir, 'main.js'), "import * as cutout from './node_modules/cutout-wasm/index.js';\nimport './node_modules/cutout-wasm/element.js';\nwindow.cutout = cutout;\n");
+  writeFileSync(
+    join(dir, 'main.js'),
+    "import * as cutout from './node_modules/cutout-wasm/index.js';\nimport './node_modules/cutout-wasm/element.js';\nwindow.cutout = cutout;\n",
+  );
   checkExercise(await runSite(dir));
 });

@@ -71,7 +71,11 @@ export class CutoutImage extends HTMLElement {
       this.objectUrl = URL.createObjectURL(blob);
       image.src = download.href = this.objectUrl;
       image.alt = this.getAttribute('alt') || 'Image with the background removed';
-      const stem = src.split('/').pop().replace(/\.[^.]*$/, '') || 'image';
+      const stem =
+        src
+          .split('/')
+          .pop()
+          .replace(/\.[^.]*$/, '') || 'image';
       download.download = `${stem}-cutout.${blob.type === 'image/webp' ? 'webp' : 'png'}`;
       image.hidden = download.hidden = false;
       progress.hidden = true;

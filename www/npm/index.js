@@ -30,7 +30,9 @@ function enqueue(signal, task) {
         reject(abortError());
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      task().then(resolve, reject).finally(() => signal?.removeEventListener('abort', onAbort));
+      task()
+        .then(resolve, reject)
+        .finally(() => signal?.removeEventListener('abort', onAbort));
     });
   });
   queue = run.catch(() => {});

@@ -35,7 +35,6 @@ async function initWasm() {
   return wasm;
 }
 
-
 const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 const trustPath = () => join(cacheDir(), 'models', TRUST_FILE);
 
@@ -116,7 +115,8 @@ async function download(model, path, expected, onProgress) {
         const own = createHash('sha256');
         await fetchInto(part.url, file, [whole, own], part.size, onBytes);
         const actual = own.digest('hex');
-        if (actual !== part.sha256) throw new Error(`model part ${index + 1} of ${model.parts.length} (${part.url}) has sha256 ${actual}, expected ${part.sha256}: nothing was kept`);
+        if (actual !== part.sha256)
+          throw new Error(`model part ${index + 1} of ${model.parts.length} (${part.url}) has sha256 ${actual}, expected ${part.sha256}: nothing was kept`);
       }
     } else {
       await fetchInto(model.url, file, [whole], model.size, onBytes);

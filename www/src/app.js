@@ -141,7 +141,8 @@ function showModelDetails() {
   if (!model) return;
   const entry = model.entry;
   const source = model.file ? `local file ${model.file.name}` : model.url;
-  $('model-details').textContent = `${entry.name}. Licence: ${entry.licence}. Source: ${source}${model.sha256 ? ` (sha256 ${model.sha256.slice(0, 12)}…)` : ' (unverified)'}.`;
+  $('model-details').textContent =
+    `${entry.name}. Licence: ${entry.licence}. Source: ${source}${model.sha256 ? ` (sha256 ${model.sha256.slice(0, 12)}…)` : ' (unverified)'}.`;
 }
 
 function selectedModel() {
@@ -189,7 +190,8 @@ function showFirstRun(model) {
   const link = $('first-run-licence-link');
   link.hidden = !entry.licence_url;
   if (entry.licence_url) link.href = entry.licence_url;
-  const gated = entry.gated && !state.config.modelBaseUrl ? ' Gated: its host refuses anonymous downloads, so it works only where this site serves it (modelBaseUrl).' : '';
+  const gated =
+    entry.gated && !state.config.modelBaseUrl ? ' Gated: its host refuses anonymous downloads, so it works only where this site serves it (modelBaseUrl).' : '';
   // A site that hosts the models itself (modelBaseUrl) serves them: name that, not the public host.
   const from = state.config.modelBaseUrl ? model.url : entry.source || model.url;
   $('first-run-source').textContent = `From: ${from}.${gated}`;
@@ -207,7 +209,13 @@ function renderChoices() {
   const select = $('model-select');
   for (const option of select.options) {
     const label = document.createElement('label');
-    const radio = Object.assign(document.createElement('input'), { type: 'radio', name: 'first-run-model', value: option.value, checked: option.value === select.value, disabled: option.disabled });
+    const radio = Object.assign(document.createElement('input'), {
+      type: 'radio',
+      name: 'first-run-model',
+      value: option.value,
+      checked: option.value === select.value,
+      disabled: option.disabled,
+    });
     radio.addEventListener('change', () => {
       select.value = radio.value;
       showModelDetails();
@@ -216,7 +224,13 @@ function renderChoices() {
     });
     label.append(radio, ` ${option.textContent}`);
     const entry = state.manifest.models.find((m) => m.id === option.value);
-    if (entry) label.append(Object.assign(document.createElement('span'), { className: 'hint', textContent: `${entry.licence}${entry.gated ? ' · gated: self-hosting only' : ''}` }));
+    if (entry)
+      label.append(
+        Object.assign(document.createElement('span'), {
+          className: 'hint',
+          textContent: `${entry.licence}${entry.gated ? ' · gated: self-hosting only' : ''}`,
+        }),
+      );
     box.append(label);
   }
 }
@@ -611,7 +625,10 @@ async function main() {
     const file = /** @type {HTMLInputElement} */ (e.target).files[0];
     if (!file) return;
     const entry = state.manifest.models.find((m) => m.id === state.manifest.default);
-    requestModel({ key: `file:${file.name}:${file.size}:${file.lastModified}`, file, sha256: null, entry: { ...entry, sha256: null } }, `Loading ${file.name}…`);
+    requestModel(
+      { key: `file:${file.name}:${file.size}:${file.lastModified}`, file, sha256: null, entry: { ...entry, sha256: null } },
+      `Loading ${file.name}…`,
+    );
   });
   $('model-retry').addEventListener('click', () => loadModel());
   $('model-choose').addEventListener('click', () => showFirstRun(selectedModel()));

@@ -107,8 +107,16 @@ async function loadModel(id, model) {
   post({
     type: 'model-ready',
     id,
-    info: { key, fromCache, bytes: bytes.length, fetchMs: fetchedMs, compileMs: performance.now() - compileStarted, variant, memoryBytes: wasmMemory.buffer.byteLength,
-      phases: engine.loadPhases() },
+    info: {
+      key,
+      fromCache,
+      bytes: bytes.length,
+      fetchMs: fetchedMs,
+      compileMs: performance.now() - compileStarted,
+      variant,
+      memoryBytes: wasmMemory.buffer.byteLength,
+      phases: engine.loadPhases(),
+    },
   });
 }
 
@@ -168,7 +176,13 @@ function finish(id, output, options) {
   const mask = options.withMask ? output.takeMaskPng() : null;
   /** @type {import('./protocol.js').DoneReply} */
   const message = {
-    type: 'done', id, bytes: result.buffer, mime: output.mime, width: output.width, height: output.height, mask: mask && mask.buffer,
+    type: 'done',
+    id,
+    bytes: result.buffer,
+    mime: output.mime,
+    width: output.width,
+    height: output.height,
+    mask: mask && mask.buffer,
     memoryBytes: wasmMemory.buffer.byteLength,
   };
   output.free();
@@ -225,4 +239,3 @@ self.onmessage = async (/** @type {MessageEvent<Request>} */ { data }) => {
     post({ type: 'fatal', message: e.message || String(e) });
   }
 };
-
