@@ -14,6 +14,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 const MIME = {
   '.html': 'text/html; charset=utf-8',
@@ -158,23 +159,24 @@ export function createServer({ root, mounts = {}, onRequest = () => {}, handlers
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const args = process.argv.slice(2);
-  const opt = (name, fallback) => {
-    const i = args.indexOf(name);
-    return i >= 0 ? args[i + 1] : fallback;
-  };
-  const mounts = {};
-  args.forEach((a, i) => {
-    if (a === '--mount') {
-      const [prefix, dir] = args[i + 1].split('=');
-      mounts[prefix] = dir;
-    }
+  const { values } = parseArgs({
+    options: {
+      port: { type: 'string', default: '8080' },
+      host: { type: 'string', default: '127.0.0.1' },
+      root: { type: 'string', default: fileURLToPath(new URL('dist', import.meta.url)) },
+      mount: { type: 'string', multiple: true, default: [] },
+      'public-mirror': { type: 'string' },
+    },
   });
-  const here = fileURLToPath(new URL('.', import.meta.url));
-  const root = opt('--root', join(here, 'dist'));
-  const port = Number(opt('--port', 8080));
-  const host = opt('--host', '127.0.0.1');
-  const publicMirrorDir = opt('--public-mirror', null);
+  const mounts = {};
+  for (const mount of values.mount) {
+    const split = mount.indexOf('=');
+    if (split < 1) throw new Error(`--mount ${mount}: expected /prefix=directory`);
+    mounts[mount.slice(0, split)] = mount.slice(split + 1);
+  }
+  const { root, host } = values;
+  const port = Number(values.port);
+  const publicMirrorDir = values['public-mirror'] ?? null;
   const server = createServer({ root, mounts, publicMirrorDir });
   server.listen(port, host, () => {
     console.log(`Cutout is served at http://${host}:${port}/ (from ${root}); press Ctrl+C to stop.`);
