@@ -72,8 +72,12 @@ wasm-tests:
 browser-tests: build tests/browser/node_modules/.installed
 	cd tests/browser && npm test
 
+tests/package/node_modules/.installed: tests/package/package-lock.json
+	cd tests/package && npm ci --no-audit --no-fund --silent
+	touch $@
+
 # The packed npm package in a fresh Node project, Vite app and plain page.
-package-tests: package tests/browser/node_modules/.installed
+package-tests: package tests/browser/node_modules/.installed tests/package/node_modules/.installed
 	node --test --test-concurrency=1 --test-timeout=1800000 tests/package/
 
 parity: venv cli
@@ -90,7 +94,7 @@ tests/bench/node_modules/.installed: tests/bench/package-lock.json
 
 # Cutout vs onnxruntime-web in one headless Chromium, then native tract vs onnxruntime.
 # BENCH_ARGS=--quick: one run of the quantized model only; --profile adds per-op times.
-bench: build venv cli tests/browser/node_modules/.installed tests/bench/node_modules/.installed
+bench: build venv cli tests/browser/node_modules/.installed tests/bench/node_modules/.installed tests/package/node_modules/.installed
 	node tests/bench/bench.mjs $(BENCH_ARGS)
 	$(PYTHON) tests/python/bench_native.py $(if $(filter --quick,$(BENCH_ARGS)),--runs 1 --models isnet_quint8.onnx)
 
@@ -113,7 +117,7 @@ JS_SOURCES := 'www/src/**/*.js' 'www/npm/*.{js,d.ts}' 'www/*.mjs' 'www/types/**/
 
 # Rust: rustfmt and clippy (native and wasm); JavaScript: tsc over the JSDoc types (the page and
 # package, then the two workers with the worker globals) and prettier.
-lint: www/node_modules/.installed tests/browser/node_modules/.installed
+lint: www/node_modules/.installed tests/browser/node_modules/.installed tests/package/node_modules/.installed
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
 	RUSTFLAGS="-C target-feature=+simd128" CARGO_TARGET_DIR=$(TARGET)/wasm-simd \
