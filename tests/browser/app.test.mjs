@@ -2,6 +2,7 @@
 // the example photo in, a correct transparent PNG out; the model cached for the next visit; and
 // the failure paths (hash mismatch, cut download, corrupt image, cancel).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -85,6 +86,21 @@ test('a photo becomes a correct transparent PNG, and the model is cached for the
   assert.deepEqual([result.width, result.height], [933, 1405], 'the input size');
   result.alphas.slice(0, 3).forEach((a) => assert.ok(a >= 240, `subject opaque: ${result.alphas}`));
   result.alphas.slice(3).forEach((a) => assert.ok(a <= 8, `corners transparent: ${result.alphas}`));
+
+  // Download all: one zip holding the result byte for byte (Python's zipfile reads it and checks its CRCs).
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-all')]);
+  assert.equal(download.suggestedFilename(), 'cutouts.zip');
+  const zipPath = join(fixtures, 'cutouts.zip');
+  await download.saveAs(zipPath);
+  const readZip =
+    'import json, sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nassert z.testzip() is None\nprint(json.dumps({n: z.read(n).hex() for n in z.namelist()}))';
+  const entries = JSON.parse(execFileSync('python3', ['-c', readZip, zipPath], { maxBuffer: 64 << 20 }).toString());
+  const resultHex = await page.evaluate(
+    async (href) => [...new Uint8Array(await (await fetch(href)).arrayBuffer())].map((b) => b.toString(16).padStart(2, '0')).join(''),
+    info.href,
+  );
+  assert.deepEqual(Object.keys(entries), ['example_input-cutout.png']);
+  assert.equal(entries['example_input-cutout.png'], resultHex, 'the zip holds the result unchanged');
 
   // Second visit: the model comes from the cache, with no request to the network.
   await page.reload();
