@@ -1,5 +1,6 @@
 // The engine's thread in Node: a worker_threads worker that owns the wasm instance and the model
-// (loaded once per worker), so inference never blocks the caller's event loop. node.js posts it
+// (loaded once per worker), so inference never blocks the caller's event loop. The messages are
+// typed in protocol.js (NodeRequest, NodeReply). node.js posts it
 // {type: 'load', spec, modelBaseUrl} and {type: 'process', id, bytes, options}; it answers with
 // {type: 'progress', ...}, {type: 'loaded'}, {type: 'done', id, bytes, mime} or
 // {type: 'failed', id, message, code}.
@@ -20,6 +21,9 @@ import * as simdGlue from './pkg-simd/cutout_wasm.js';
 import { relaxedSimd } from './vendor/wasm-feature-detect.js';
 
 const TRUST_FILE = 'trusted-downloads.json';
+
+/** @type {(message: import('./protocol.js').NodeReply, transfer?: ArrayBuffer[]) => void} */
+const post = (message, transfer) => parentPort.postMessage(message, transfer);
 
 let wasm = null;
 let engine = null;
@@ -163,7 +167,7 @@ async function load({ spec, modelBaseUrl }) {
   const w = await initWasm();
   const key = JSON.stringify([spec ?? manifest.default, modelBaseUrl]);
   if (engine && engineKey === key) return;
-  const { bytes, entry } = await modelBytes(spec, modelBaseUrl, (progress) => parentPort.postMessage({ type: 'progress', ...progress }));
+  const { bytes, entry } = await modelBytes(spec, modelBaseUrl, (progress) => post({ type: 'progress', ...progress }));
   engine?.free();
   engine = null;
   engine = new w.Engine(bytes, JSON.stringify(entry));
@@ -171,22 +175,22 @@ async function load({ spec, modelBaseUrl }) {
 }
 
 function processImage({ id, bytes, options }) {
-  const output = engine.processEncoded(bytes, options, (stage) => parentPort.postMessage({ type: 'stage', id, stage }));
+  const output = engine.processEncoded(bytes, options, (stage) => post({ type: 'stage', id, stage }));
   const result = output.takeBytes();
   const mime = output.mime;
   output.free();
-  parentPort.postMessage({ type: 'done', id, bytes: result, mime }, [result.buffer]);
+  post({ type: 'done', id, bytes: result, mime }, [result.buffer]);
 }
 
-parentPort.on('message', async (message) => {
+parentPort.on('message', async (/** @type {import('./protocol.js').NodeRequest} */ message) => {
   try {
     if (message.type === 'load') {
       await load(message);
-      parentPort.postMessage({ type: 'loaded' });
+      post({ type: 'loaded' });
     } else if (message.type === 'process') {
       processImage(message);
     }
   } catch (e) {
-    parentPort.postMessage({ type: 'failed', id: message.id ?? null, message: e.message || String(e) });
+    post({ type: 'failed', id: message.type === 'process' ? message.id : null, message: e.message || String(e) });
   }
 });

@@ -86,3 +86,17 @@ export const STAGES = /** @type {const} */ (['decode', 'preprocess', 'inference'
 /**
  * @typedef {ReadyReply | ModelProgressReply | ModelStatusReply | ModelReadyReply | ModelErrorReply | StageReply | DoneReply | FailedReply | ModelsReply | ProfiledReply | FatalReply} Reply
  */
+
+// ---- Node: node.js <-> its engine thread (node-engine.js, a worker_threads worker) ----------
+// The same engine without a browser: the thread reads and downloads models itself (to the CLI's
+// disk cache) and takes encoded images only.
+
+/** @typedef {{type: 'load', spec: any, modelBaseUrl: string | null}} NodeLoadRequest */
+/** @typedef {{type: 'process', id: number, bytes: Uint8Array, options: ProcessOptions}} NodeProcessRequest */
+/** @typedef {NodeLoadRequest | NodeProcessRequest} NodeRequest */
+/** @typedef {{type: 'progress', stage: 'download', loaded: number, total: number}} NodeProgressReply */
+/** @typedef {{type: 'loaded'}} NodeLoadedReply */
+/** @typedef {{type: 'stage', id: number, stage: Stage}} NodeStageReply */
+/** @typedef {{type: 'done', id: number, bytes: Uint8Array, mime: string}} NodeDoneReply */
+/** `id` is null for a failed load. @typedef {{type: 'failed', id: number | null, message: string}} NodeFailedReply */
+/** @typedef {NodeProgressReply | NodeLoadedReply | NodeStageReply | NodeDoneReply | NodeFailedReply} NodeReply */
