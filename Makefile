@@ -9,7 +9,7 @@ PORT ?= 8080
 # CI checks decoder parity on a subset to save time; `make parity PARITY_ARGS=` runs it on all.
 PARITY_ARGS ?= --decoder-images 11
 
-.PHONY: serve build package package-tests run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench bench-ab bench-native lint tools
+.PHONY: serve build package package-tests run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench bench-ab bench-native lint format tools
 
 # The web app on http://127.0.0.1:$(PORT)/. Where the IS-Net files are here (../shared/models, or
 # target/models from models/fetch-isnet.sh), the server also plays their public host, so the
@@ -73,8 +73,12 @@ wasm-tests:
 browser-tests: build tests/browser/node_modules/.installed
 	cd tests/browser && npm test
 
+tests/package/node_modules/.installed: tests/package/package-lock.json
+	cd tests/package && npm ci --no-audit --no-fund --silent
+	touch $@
+
 # The packed npm package in a fresh Node project, Vite app and plain page.
-package-tests: package tests/browser/node_modules/.installed
+package-tests: package tests/browser/node_modules/.installed tests/package/node_modules/.installed
 	node --test --test-concurrency=1 --test-timeout=1800000 tests/package/
 
 parity: venv cli
@@ -85,26 +89,44 @@ test: tools venv test-models rust-tests parity build wasm-tests browser-tests pa
 eval: venv cli
 	$(PYTHON) tests/python/eval.py
 
-tests/bench/node_modules/.installed: tests/bench/package-lock.json
-	cd tests/bench && npm ci --no-audit --no-fund --silent
+bench/node_modules/.installed: bench/package-lock.json
+	cd bench && npm ci --no-audit --no-fund --silent
 	touch $@
 
 # Cutout vs onnxruntime-web in one headless Chromium, then native tract vs onnxruntime.
 # BENCH_ARGS=--quick: one run of the quantized model only; --profile adds per-op times.
-bench: build venv cli tests/browser/node_modules/.installed tests/bench/node_modules/.installed
-	node tests/bench/bench.mjs $(BENCH_ARGS)
-	$(PYTHON) tests/python/bench_native.py $(if $(filter --quick,$(BENCH_ARGS)),--runs 1 --models isnet_quint8.onnx)
+bench: build venv cli tests/browser/node_modules/.installed bench/node_modules/.installed tests/package/node_modules/.installed
+	node bench/bench.mjs $(BENCH_ARGS)
+	$(PYTHON) bench/bench_native.py $(if $(filter --quick,$(BENCH_ARGS)),--runs 1 --models isnet_quint8.onnx)
 
 # The built site against another build of it (OTHER=dir, e.g. a copy of www/dist from before a
 # change), alternating in one Chromium: for changes smaller than the machine's drift.
 bench-ab: build tests/browser/node_modules/.installed
-	node tests/bench/ab.mjs $(OTHER) $(BENCH_ARGS)
+	node bench/ab.mjs $(OTHER) $(BENCH_ARGS)
 
 bench-native: venv cli
-	$(PYTHON) tests/python/bench_native.py
+	$(PYTHON) bench/bench_native.py
 
-lint:
+# The build's and the linters' npm tools (wasm-opt, TypeScript, prettier, the vendored libraries).
+www/node_modules/.installed: www/package-lock.json
+	cd www && npm ci --no-audit --no-fund --silent
+	touch $@
+
+# The JavaScript that prettier formats (quoted: prettier expands the globs).
+JS_SOURCES := 'www/src/**/*.js' 'www/npm/*.{js,d.ts}' 'www/*.mjs' 'www/types/**/*.d.ts' 'tests/browser/*.{mjs,d.ts}' \
+  'tests/package/*.mjs' 'bench/*.mjs' 'bench/page/*.js'
+
+# Rust: rustfmt and clippy (native and wasm); JavaScript: tsc over the JSDoc types (the page and
+# package, then the two workers with the worker globals) and prettier.
+lint: www/node_modules/.installed tests/browser/node_modules/.installed tests/package/node_modules/.installed
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
 	RUSTFLAGS="-C target-feature=+simd128" CARGO_TARGET_DIR=$(TARGET)/wasm-simd \
 	cargo clippy --release -p cutout -p cutout-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
+	www/node_modules/.bin/tsc -p www/tsconfig.json
+	www/node_modules/.bin/tsc -p www/tsconfig.workers.json
+	www/node_modules/.bin/prettier --check $(JS_SOURCES)
+
+# Rewrites the JavaScript in prettier's format (what `make lint` checks).
+format: www/node_modules/.installed
+	www/node_modules/.bin/prettier --write $(JS_SOURCES)

@@ -14,16 +14,17 @@ dist="$root/www/dist"
 wasm_features="--enable-simd --enable-relaxed-simd --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue --enable-threads"
 
 command -v wasm-bindgen >/dev/null || { echo "wasm-bindgen is missing: run make tools"; exit 1; }
-# wasm-opt from npm's binaryen: Debian's is too old to parse relaxed SIMD.
-if [ ! -x "$root/www/node_modules/.bin/wasm-opt" ]; then
-  (cd "$root/www" && npm ci --no-audit --no-fund --silent)
+# wasm-opt from npm's binaryen (Debian's is too old to parse relaxed SIMD) and the vendored
+# libraries below, installed when package-lock.json changed (the same stamp as the Makefile's).
+if [ ! "$root/www/node_modules/.installed" -nt "$root/www/package-lock.json" ]; then
+  (cd "$root/www" && npm ci --no-audit --no-fund --silent && touch node_modules/.installed)
 fi
 wasm_opt="$root/www/node_modules/.bin/wasm-opt"
 
 if $shell_only; then
   [ -f "$dist/pkg-simd/cutout_wasm_bg.wasm" ] || { echo "no wasm build in $dist yet: run without --shell-only"; exit 1; }
   find "$dist" -maxdepth 1 -type f -delete
-  rm -rf "$dist/icons"
+  rm -rf "$dist/icons" "$dist/vendor"
 else
 rm -rf "$dist"
 mkdir -p "$dist"
@@ -81,31 +82,18 @@ cp "$root"/www/src/*.html "$root"/www/src/*.js "$root"/www/src/*.css "$root"/www
 cp -r "$root/www/src/icons" "$dist/icons"
 # The model list, editable by site owners without rebuilding (the engine has its own copy too).
 cp "$root/models/manifest.json" "$dist/models.json"
+# Libraries served from the site itself (no third-party request at run time), with their licences:
+# wasm-feature-detect (the worker's and the Node engine's wasm feature probes) and client-zip
+# (the page's "Download all").
+modules="$root/www/node_modules"
+mkdir -p "$dist/vendor"
+cp "$modules/wasm-feature-detect/dist/esm/index.js" "$dist/vendor/wasm-feature-detect.js"
+cp "$modules/wasm-feature-detect/LICENSE" "$dist/vendor/wasm-feature-detect.LICENSE.txt"
+cp "$modules/client-zip/index.js" "$dist/vendor/client-zip.js"
+cp "$modules/client-zip/LICENSE.txt" "$dist/vendor/client-zip.LICENSE.txt"
 
-# The service worker precaches every shell file; its version is a hash of them all, so each
-# deployment with any change is detected as an update.
-node - "$dist" <<'JS'
-const { createHash } = require('node:crypto');
-const { readdirSync, readFileSync, statSync, writeFileSync } = require('node:fs');
-const { join, relative } = require('node:path');
-const dist = process.argv[2];
-const files = [];
-(function walk(dir) {
-  for (const name of readdirSync(dir).sort()) {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) walk(path);
-    else if (name !== 'sw.js') files.push(relative(dist, path));
-  }
-})(dist);
-const hash = createHash('sha256');
-for (const file of files) hash.update(file).update(readFileSync(join(dist, file)));
-const version = hash.digest('hex').slice(0, 12);
-const sw = readFileSync(join(dist, 'sw.js'), 'utf8')
-  .replace('__CUTOUT_VERSION__', version)
-  .replace('__CUTOUT_SHELL_FILES__', JSON.stringify(['./', ...files], null, 2));
-writeFileSync(join(dist, 'sw.js'), sw);
-console.log(`service worker version ${version}: ${files.length + 1} shell files precached`);
-JS
+# The service worker precaches every shell file; its version is a hash of them all.
+node "$root/www/sw-precache.mjs" "$dist"
 
 echo "built $dist"
 for variant in simd relaxed threads; do

@@ -10,7 +10,12 @@ out="$root/www/package"
 rm -rf "$out"
 mkdir -p "$out"
 cp "$root"/www/npm/* "$out/"
-cp "$root/www/src/worker.js" "$root/www/src/models.js" "$root/www/src/model-spec.js" "$out/"
+cp "$root/www/src/worker.js" "$root/www/src/engine-client.js" "$root/www/src/protocol.js" "$root/www/src/models.js" \
+  "$root/www/src/model-spec.js" "$out/"
+# The wasm feature probes, vendored as in the site: a file beside the worker, so the package works
+# unbundled from node_modules too (a bare import would need a bundler or an import map).
+mkdir -p "$out/vendor"
+cp "$dist/vendor/wasm-feature-detect.js" "$dist/vendor/wasm-feature-detect.LICENSE.txt" "$out/vendor/"
 printf '// The model manifest (generated from models/manifest.json).\nexport default %s;\n' \
   "$(cat "$root/models/manifest.json")" > "$out/manifest.js"
 for variant in simd relaxed threads; do

@@ -14,6 +14,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 const MIME = {
   '.html': 'text/html; charset=utf-8',
@@ -94,6 +95,15 @@ function publicMirror(root, dir) {
 // handlers: {'/path': (req, res) => ...} answer exact paths themselves (tests use this);
 // headersFor(pathname) adds or (with null) removes response headers (the benchmark uses this).
 // publicMirrorDir: see --public-mirror above.
+/**
+ * @param {object} options
+ * @param {string} options.root
+ * @param {Record<string, string>} [options.mounts]
+ * @param {(pathname: string, req: import('node:http').IncomingMessage) => void} [options.onRequest]
+ * @param {Record<string, (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void>} [options.handlers]
+ * @param {(pathname: string) => Record<string, string | null>} [options.headersFor]
+ * @param {string | null} [options.publicMirrorDir]
+ */
 export function createServer({ root, mounts = {}, onRequest = () => {}, handlers = {}, headersFor = () => ({}), publicMirrorDir = null }) {
   const dirs = Object.entries(mounts).map(([prefix, dir]) => [prefix.replace(/\/$/, ''), resolve(dir)]);
   const rootDir = resolve(root);
@@ -115,14 +125,22 @@ export function createServer({ root, mounts = {}, onRequest = () => {}, handlers
     const mirrored = mirror?.routes.get(pathname);
     if (mirrored) {
       const size = mirrored.end === undefined ? statSync(mirrored.path).size : mirrored.end - mirrored.start + 1;
-      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': size, 'Access-Control-Allow-Origin': '*', 'Cache-Control': 'no-cache' });
+      res.writeHead(200, {
+        'Content-Type': 'application/octet-stream',
+        'Content-Length': size,
+        'Access-Control-Allow-Origin': '*',
+        'Cache-Control': 'no-cache',
+      });
       createReadStream(mirrored.path, { start: mirrored.start, end: mirrored.end }).pipe(res);
       return;
     }
     const mount = dirs.find(([prefix]) => pathname.startsWith(prefix + '/'));
     const file = mount ? resolveFile(mount[1], pathname.slice(mount[0].length)) : resolveFile(rootDir, pathname);
     const headers = {
-      'Content-Security-Policy': CSP, 'X-Content-Type-Options': 'nosniff', 'Referrer-Policy': 'no-referrer', 'Cache-Control': 'no-cache',
+      'Content-Security-Policy': CSP,
+      'X-Content-Type-Options': 'nosniff',
+      'Referrer-Policy': 'no-referrer',
+      'Cache-Control': 'no-cache',
       // Cross-origin isolation: shared memory for the multi-threaded engine from the first visit.
       ...ISOLATION_HEADERS,
     };
@@ -141,30 +159,33 @@ export function createServer({ root, mounts = {}, onRequest = () => {}, handlers
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const args = process.argv.slice(2);
-  const opt = (name, fallback) => {
-    const i = args.indexOf(name);
-    return i >= 0 ? args[i + 1] : fallback;
-  };
-  const mounts = {};
-  args.forEach((a, i) => {
-    if (a === '--mount') {
-      const [prefix, dir] = args[i + 1].split('=');
-      mounts[prefix] = dir;
-    }
+  const { values } = parseArgs({
+    options: {
+      port: { type: 'string', default: '8080' },
+      host: { type: 'string', default: '127.0.0.1' },
+      root: { type: 'string', default: fileURLToPath(new URL('dist', import.meta.url)) },
+      mount: { type: 'string', multiple: true, default: [] },
+      'public-mirror': { type: 'string' },
+    },
   });
-  const here = fileURLToPath(new URL('.', import.meta.url));
-  const root = opt('--root', join(here, 'dist'));
-  const port = Number(opt('--port', 8080));
-  const host = opt('--host', '127.0.0.1');
-  const publicMirrorDir = opt('--public-mirror', null);
+  const mounts = {};
+  for (const mount of values.mount) {
+    const split = mount.indexOf('=');
+    if (split < 1) throw new Error(`--mount ${mount}: expected /prefix=directory`);
+    mounts[mount.slice(0, split)] = mount.slice(split + 1);
+  }
+  const { root, host } = values;
+  const port = Number(values.port);
+  const publicMirrorDir = values['public-mirror'] ?? null;
   const server = createServer({ root, mounts, publicMirrorDir });
   server.listen(port, host, () => {
     console.log(`Cutout is served at http://${host}:${port}/ (from ${root}); press Ctrl+C to stop.`);
     for (const [prefix, dir] of Object.entries(mounts)) console.log(`  ${prefix}/ -> ${dir}`);
     if (publicMirrorDir) {
       const { mirrored } = publicMirror(resolve(root), resolve(publicMirrorDir));
-      console.log(`  models ${mirrored.join(', ') || '(none)'} come from a local copy of their public hosts (${publicMirrorDir}); the rest from the real hosts`);
+      console.log(
+        `  models ${mirrored.join(', ') || '(none)'} come from a local copy of their public hosts (${publicMirrorDir}); the rest from the real hosts`,
+      );
     }
   });
 }

@@ -2,13 +2,25 @@
 // the example photo in, a correct transparent PNG out; the model cached for the next visit; and
 // the failure paths (hash mismatch, cut download, corrupt image, cancel).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
-  ISNET_SHA256, SHARED, acceptFirstRun, cachedModelUrls, photosMissing, chromiumPath, inspectResult, itemInfo, launch, modelDir, serve,
-  waitForItem, waitForModel,
+  ISNET_SHA256,
+  SHARED,
+  acceptFirstRun,
+  cachedModelUrls,
+  photosMissing,
+  chromiumPath,
+  inspectResult,
+  itemInfo,
+  launch,
+  modelDir,
+  serve,
+  waitForItem,
+  waitForModel,
 } from './harness.mjs';
 
 const models = modelDir();
@@ -51,7 +63,10 @@ test('a photo becomes a correct transparent PNG, and the model is cached for the
   await page.goto(url({ model: MODEL_PATH, sha256: ISNET_SHA256 }));
   await waitForModel(page);
   assert.equal(server.hits.get(MODEL_PATH), 1, 'the model is downloaded once');
-  assert.ok((await cachedModelUrls(page)).some((u) => u.endsWith(MODEL_PATH)), 'and stored in the Cache API');
+  assert.ok(
+    (await cachedModelUrls(page)).some((u) => u.endsWith(MODEL_PATH)),
+    'and stored in the Cache API',
+  );
 
   await page.setInputFiles('#file-input', example);
   assert.equal(await waitForItem(page, 'example_input.jpg'), 'completed', (await itemInfo(page, 'example_input.jpg')).text);
@@ -59,14 +74,33 @@ test('a photo becomes a correct transparent PNG, and the model is cached for the
   assert.match(info.href, /^blob:/);
   assert.equal(info.download, 'example_input-cutout.png');
   const result = await inspectResult(page, info.href, [
-    [538, 868, 5], [598, 698, 5], [298, 648, 5], // the two giraffes
-    [0, 0, 32], [901, 0, 32], [0, 1373, 32], // corners
+    [538, 868, 5],
+    [598, 698, 5],
+    [298, 648, 5], // the two giraffes
+    [0, 0, 32],
+    [901, 0, 32],
+    [0, 1373, 32], // corners
   ]);
   assert.deepEqual(result.signature, [137, 80, 78, 71, 13, 10, 26, 10], 'a PNG');
   assert.equal(result.type, 'image/png');
   assert.deepEqual([result.width, result.height], [933, 1405], 'the input size');
   result.alphas.slice(0, 3).forEach((a) => assert.ok(a >= 240, `subject opaque: ${result.alphas}`));
   result.alphas.slice(3).forEach((a) => assert.ok(a <= 8, `corners transparent: ${result.alphas}`));
+
+  // Download all: one zip holding the result byte for byte (Python's zipfile reads it and checks its CRCs).
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-all')]);
+  assert.equal(download.suggestedFilename(), 'cutouts.zip');
+  const zipPath = join(fixtures, 'cutouts.zip');
+  await download.saveAs(zipPath);
+  const readZip =
+    'import json, sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nassert z.testzip() is None\nprint(json.dumps({n: z.read(n).hex() for n in z.namelist()}))';
+  const entries = JSON.parse(execFileSync('python3', ['-c', readZip, zipPath], { maxBuffer: 64 << 20 }).toString());
+  const resultHex = await page.evaluate(
+    async (href) => [...new Uint8Array(await (await fetch(href)).arrayBuffer())].map((b) => b.toString(16).padStart(2, '0')).join(''),
+    info.href,
+  );
+  assert.deepEqual(Object.keys(entries), ['example_input-cutout.png']);
+  assert.equal(entries['example_input-cutout.png'], resultHex, 'the zip holds the result unchanged');
 
   // Second visit: the model comes from the cache, with no request to the network.
   await page.reload();

@@ -8,8 +8,21 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
-  ROOT, SHARED, cachedModelUrls, chromiumPath, inspectResult, itemInfo, launch, manifestOn, modelDir, modelRoutes, photosMissing,
-  publicHost, serve, waitForItem, waitForModel,
+  ROOT,
+  SHARED,
+  cachedModelUrls,
+  chromiumPath,
+  inspectResult,
+  itemInfo,
+  launch,
+  manifestOn,
+  modelDir,
+  modelRoutes,
+  photosMissing,
+  publicHost,
+  serve,
+  waitForItem,
+  waitForModel,
 } from './harness.mjs';
 
 const models = modelDir();
@@ -86,7 +99,12 @@ test('the plain URL asks first, downloads nothing on "Not now", and cuts out a p
   assert.equal(modelHits(), 22, 'all 22 parts, once each');
   assert.equal(await waitForItem(page, 'example_input.jpg'), 'completed');
   const info = await itemInfo(page, 'example_input.jpg');
-  const result = await inspectResult(page, info.href, [[538, 868, 5], [598, 698, 5], [0, 0, 32], [0, 1373, 32]]);
+  const result = await inspectResult(page, info.href, [
+    [538, 868, 5],
+    [598, 698, 5],
+    [0, 0, 32],
+    [0, 1373, 32],
+  ]);
   assert.deepEqual([result.width, result.height], [933, 1405]);
   result.alphas.slice(0, 2).forEach((a) => assert.ok(a >= 240, `subject opaque: ${result.alphas}`));
   result.alphas.slice(2).forEach((a) => assert.ok(a <= 8, `background transparent: ${result.alphas}`));
@@ -120,6 +138,7 @@ test('hosts that refuse, lack CORS or cut the download: clear errors, nothing st
   host.routes.set(pathOf('rmbg-1.4-fp32'), { body: quint8, cors: false });
   await page.goto(`${site.base}/`);
 
+  /** @type {[string, string | RegExp, RegExp][]} */
   const cases = [
     ['rmbg-1.4', 'model-refused', /HTTP 401.*refuses anonymous downloads.*Self-host/],
     ['ormbg', 'model-not-found', /HTTP 404.*no such file/],
@@ -150,7 +169,7 @@ test('a model nobody pinned is trusted on first download, and a changed file is 
   assert.match(await page.textContent('#first-run-licence'), /not stated/);
   await page.click('#first-run-accept');
   await page.waitForFunction(() => document.body.dataset.modelReady === 'true', null, { timeout: 120_000 });
-  const recorded = await page.evaluate(async (url) => (await (await (await caches.open('cutout-trust-v1')).match(url))?.text()), host.base + path);
+  const recorded = await page.evaluate(async (url) => await (await (await caches.open('cutout-trust-v1')).match(url))?.text(), host.base + path);
   assert.match(recorded || '', /^[0-9a-f]{64}$/, 'the hash is recorded');
 
   const changed = Buffer.concat([quint8, Buffer.from('changed')]);

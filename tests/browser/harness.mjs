@@ -42,6 +42,7 @@ export function chromiumPath() {
 }
 
 // Starts the server; `hits` counts requests per path; `handlers` serve test-only routes.
+/** @param {Partial<Parameters<typeof createServer>[0]>} [options] */
 export async function serve({ root = DIST, mounts = {}, handlers = {}, headersFor, publicMirrorDir = null } = {}) {
   const hits = new Map();
   const server = createServer({
@@ -52,8 +53,8 @@ export async function serve({ root = DIST, mounts = {}, handlers = {}, headersFo
     publicMirrorDir,
     onRequest: (path) => hits.set(path, (hits.get(path) || 0) + 1),
   });
-  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  const base = `http://127.0.0.1:${server.address().port}`;
+  await new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(null)));
+  const base = `http://127.0.0.1:${/** @type {import('node:net').AddressInfo} */ (server.address()).port}`;
   return { base, hits, close: () => new Promise((ok) => server.close(ok)) };
 }
 
@@ -64,8 +65,13 @@ export async function launch() {
     headless: true,
     viewport: { width: 1100, height: 900 },
     args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
       // The stand-ins for the public model hosts serve https with a certificate made for the test.
       '--ignore-certificate-errors',
     ],
@@ -108,7 +114,7 @@ export async function waitForModel(page, timeout = 180_000) {
 export async function waitForItem(page, name, timeout = 300_000) {
   const handle = await page.waitForFunction(
     (n) => {
-      const item = [...document.querySelectorAll('.item')].find((el) => el.querySelector('.name').textContent === n);
+      const item = [.../** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll('.item'))].find((el) => el.querySelector('.name').textContent === n);
       const status = item?.dataset.status;
       return status === 'completed' || status === 'failed' || status === 'cancelled' ? status : false;
     },
@@ -120,8 +126,8 @@ export async function waitForItem(page, name, timeout = 300_000) {
 
 export async function itemInfo(page, name) {
   return page.evaluate((n) => {
-    const item = [...document.querySelectorAll('.item')].find((el) => el.querySelector('.name').textContent === n);
-    const link = item.querySelector('a[download]');
+    const item = [.../** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll('.item'))].find((el) => el.querySelector('.name').textContent === n);
+    const link = /** @type {HTMLAnchorElement | null} */ (item.querySelector('a[download]'));
     return {
       status: item.dataset.status,
       text: item.querySelector('.status').textContent,
@@ -176,8 +182,8 @@ export async function publicHost(routes) {
     if (route.cut) return res.write(route.body.subarray(0, route.cut), () => res.destroy());
     res.end(route.body);
   });
-  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  const base = `https://127.0.0.1:${server.address().port}`;
+  await new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(null)));
+  const base = `https://127.0.0.1:${/** @type {import('node:net').AddressInfo} */ (server.address()).port}`;
   return { base, hits, routes, close: () => new Promise((ok) => server.close(ok)) };
 }
 

@@ -7,8 +7,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
-  DIST, ISNET_SHA256, SHARED, cachedModelUrls, photosMissing, chromiumPath, inspectResult, itemInfo, launch, modelDir, serve,
-  waitForItem, waitForModel,
+  DIST,
+  ISNET_SHA256,
+  SHARED,
+  cachedModelUrls,
+  photosMissing,
+  chromiumPath,
+  inspectResult,
+  itemInfo,
+  launch,
+  modelDir,
+  serve,
+  waitForItem,
+  waitForModel,
 } from './harness.mjs';
 
 const models = modelDir();
@@ -45,7 +56,15 @@ test('first visit caches the shell, then the app works offline', { skip: skipPho
   const [shell] = await shellCaches(page);
   assert.ok(shell, 'a shell cache exists');
   const cached = await page.evaluate(async (name) => (await (await caches.open(name)).keys()).map((r) => new URL(r.url).pathname), shell);
-  for (const path of ['/', '/index.html', '/app.js', '/worker.js', '/pkg-simd/cutout_wasm_bg.wasm', '/pkg-relaxed/cutout_wasm_bg.wasm', '/manifest.webmanifest']) {
+  for (const path of [
+    '/',
+    '/index.html',
+    '/app.js',
+    '/worker.js',
+    '/pkg-simd/cutout_wasm_bg.wasm',
+    '/pkg-relaxed/cutout_wasm_bg.wasm',
+    '/manifest.webmanifest',
+  ]) {
     assert.ok(cached.includes(path), `${path} is precached`);
   }
 
@@ -57,7 +76,10 @@ test('first visit caches the shell, then the app works offline', { skip: skipPho
     await page.setInputFiles('#file-input', join(SHARED, 'eval/example_input.jpg'));
     assert.equal(await waitForItem(page, 'example_input.jpg'), 'completed');
     const info = await itemInfo(page, 'example_input.jpg');
-    const result = await inspectResult(page, info.href, [[538, 868, 5], [0, 0, 32]]);
+    const result = await inspectResult(page, info.href, [
+      [538, 868, 5],
+      [0, 0, 32],
+    ]);
     assert.deepEqual(result.signature, [137, 80, 78, 71, 13, 10, 26, 10]);
     assert.deepEqual([result.width, result.height], [933, 1405]);
     assert.ok(result.alphas[0] >= 240 && result.alphas[1] <= 8, `alphas ${result.alphas}`);
@@ -93,6 +115,9 @@ test('a new deployment is offered as a reload, keeps the models and drops the ol
   await Promise.all([page.waitForNavigation(), page.click('#update-reload')]);
   await waitForModel(page);
   assert.deepEqual(await shellCaches(page), ['cutout-shell-feedfacecafe'], `old shell ${oldShell} removed`);
-  assert.ok((await cachedModelUrls(page)).some((u) => u.endsWith(MODEL)), 'the model is still cached');
+  assert.ok(
+    (await cachedModelUrls(page)).some((u) => u.endsWith(MODEL)),
+    'the model is still cached',
+  );
   assert.equal(await page.evaluate(() => document.body.dataset.modelFromCache), 'true');
 });

@@ -5,9 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import {
-  ISNET_SHA256, SHARED, chromiumPath, photosMissing, inspectResult, itemInfo, launch, modelDir, serve, waitForItem, waitForModel,
-} from './harness.mjs';
+import { ISNET_SHA256, SHARED, chromiumPath, photosMissing, inspectResult, itemInfo, launch, modelDir, serve, waitForItem, waitForModel } from './harness.mjs';
 
 const models = modelDir();
 const skip = !models ? 'the IS-Net model is not available (run models/fetch-isnet.sh)' : !chromiumPath() ? 'chromium is not installed' : false;
@@ -36,7 +34,10 @@ async function cutOutExample(page, name) {
   await page.setInputFiles('#file-input', { name, mimeType: 'image/jpeg', buffer: readFileSync(example) });
   assert.equal(await waitForItem(page, name), 'completed', (await itemInfo(page, name)).text);
   const result = await inspectResult(page, (await itemInfo(page, name)).href, [
-    [538, 868, 5], [598, 698, 5], [0, 0, 32], [901, 0, 32],
+    [538, 868, 5],
+    [598, 698, 5],
+    [0, 0, 32],
+    [901, 0, 32],
   ]);
   assert.deepEqual([result.width, result.height], [933, 1405], 'the input size');
   result.alphas.slice(0, 2).forEach((a) => assert.ok(a >= 240, `subject opaque: ${result.alphas}`));

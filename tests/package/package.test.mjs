@@ -62,7 +62,7 @@ const blob = await removeBackground(${JSON.stringify(example)}, { model, savePat
 const elapsed = Date.now() - started;
 clearInterval(timer);
 const errors = {};
-try { await removeBackground(Buffer.from('not an image'), { model }); } catch (e) { errors.garbage = e.message; }
+try { await removeBackground(Buffer.from('not an image'), { model }); } catch (e) { errors.garbage = e.message; errors.garbageCode = e.code; }
 try { await removeBackground('missing.jpg', { model }); } catch (e) { errors.missing = e.message; }
 try { await removeBackground(${JSON.stringify(example)}, { model, savePath: 'out.png' }); } catch (e) { errors.exists = e.message; }
 try { await removeBackground(${JSON.stringify(example)}, { model: { path: ${JSON.stringify(join(models, 'isnet_quint8.onnx'))}, sha256: '${'0'.repeat(64)}' } }); } catch (e) { errors.hash = e.message; }
@@ -80,7 +80,12 @@ const listed = models.models.map((m) => ({ id: m.id, licence: m.licence, licence
 console.log(JSON.stringify({ type: blob.type, size: blob.size, stages, errors, ticks, elapsed, abort, afterAbort, default: models.default, listed }));`,
   );
   const cache = mkdtempSync(join(tmpdir(), 'cutout-node-cache-'));
-  const result = JSON.parse(execFileSync('node', ['run.mjs'], { cwd: dir, encoding: 'utf8', env: { ...process.env, CUTOUT_CACHE_DIR: cache } }).trim().split('\n').pop());
+  const result = JSON.parse(
+    execFileSync('node', ['run.mjs'], { cwd: dir, encoding: 'utf8', env: { ...process.env, CUTOUT_CACHE_DIR: cache } })
+      .trim()
+      .split('\n')
+      .pop(),
+  );
   assert.ok(result.ticks >= result.elapsed / 20 / 3, `the event loop kept running: ${result.ticks} ticks of 20 ms in ${result.elapsed} ms`);
   assert.equal(result.abort, 'AbortError');
   assert.equal(result.afterAbort, 'image/png');
@@ -95,6 +100,7 @@ console.log(JSON.stringify({ type: blob.type, size: blob.size, stages, errors, t
   assert.ok(png.patchAlpha(538, 868, 5) >= 240, 'subject opaque');
   assert.ok(png.patchAlpha(0, 0, 32) <= 8, 'background transparent');
   assert.match(result.errors.garbage, /not a supported image/);
+  assert.equal(result.errors.garbageCode, 'not-an-image', "the engine's error code reaches the caller");
   assert.match(result.errors.missing, /no such file: missing.jpg/);
   assert.match(result.errors.exists, /already exists/);
   assert.match(result.errors.hash, /hash mismatch/);
@@ -118,22 +124,28 @@ async function exercise(page) {
       const controller = new AbortController();
       const aborted = window.cutout.removeBackground(input, { model, signal: controller.signal });
       setTimeout(() => controller.abort(), 1500);
-      result.abort = await aborted.then(() => 'resolved', (e) => e.name);
+      result.abort = await aborted.then(
+        () => 'resolved',
+        (e) => e.name,
+      );
       // A corrupt image is a clear Error.
       const broken = new Blob([new Uint8Array(await input.slice(0, 5000).arrayBuffer())], { type: 'image/jpeg' });
-      result.corrupt = await window.cutout.removeBackground(broken, { model }).then(() => 'resolved', (e) => e.message);
+      result.corrupt = await window.cutout.removeBackground(broken, { model }).then(
+        () => 'resolved',
+        (e) => `${e.code}: ${e.message}`,
+      );
       // The element.
       const element = document.createElement('cutout-image');
       element.setAttribute('model', model.url);
       element.setAttribute('sha256', sha256);
       const done = new Promise((resolve) => {
         element.addEventListener('cutout-done', () => resolve('done'));
-        element.addEventListener('cutout-error', (e) => resolve(`error: ${e.detail.error.message}`));
+        element.addEventListener('cutout-error', (e) => resolve(`error: ${/** @type {CustomEvent} */ (e).detail.error.message}`));
       });
       element.setAttribute('src', '/fixtures/camel_00000.jpg');
       document.body.append(element);
       result.element = await done;
-      const link = element.shadowRoot.querySelector('[part=download]');
+      const link = /** @type {HTMLAnchorElement} */ (element.shadowRoot.querySelector('[part=download]'));
       result.elementDownload = { href: link.href.slice(0, 5), name: link.download, hidden: link.hidden };
       return result;
     },
@@ -147,7 +159,7 @@ function checkExercise(result) {
   assert.ok(result.subject >= 240 && result.corner <= 8, JSON.stringify(result));
   for (const stage of ['download', 'decode', 'inference', 'encode', 'done']) assert.ok(result.events.includes(stage), `progress ${stage}: ${result.events}`);
   assert.equal(result.abort, 'AbortError');
-  assert.match(result.corrupt, /corrupt or truncated/);
+  assert.match(result.corrupt, /^corrupt-image: .*corrupt or truncated/);
   assert.equal(result.element, 'done');
   assert.deepEqual(result.elementDownload, { href: 'blob:', name: 'camel_00000-cutout.png', hidden: false });
 }
@@ -176,6 +188,9 @@ test('a fresh Vite app bundles the package without configuration and runs it', {
 test('a plain HTML page uses the package from node_modules with no build step', { skip: skip || (!chromiumPath() && 'no chromium') }, async () => {
   const dir = project('plain-page', { 'cutout-wasm': `file:${tarball}` });
   writeFileSync(join(dir, 'index.html'), '<!doctype html><title>plain + cutout-wasm</title><script type="module" src="main.js"></script>');
-  writeFileSync(join(dir, 'main.js'), "import * as cutout from './node_modules/cutout-wasm/index.js';\nimport './node_modules/cutout-wasm/element.js';\nwindow.cutout = cutout;\n");
+  writeFileSync(
+    join(dir, 'main.js'),
+    "import * as cutout from './node_modules/cutout-wasm/index.js';\nimport './node_modules/cutout-wasm/element.js';\nwindow.cutout = cutout;\n",
+  );
   checkExercise(await runSite(dir));
 });

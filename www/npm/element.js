@@ -57,7 +57,8 @@ export class CutoutImage extends HTMLElement {
     try {
       const blob = await removeBackground(src, {
         model,
-        output: this.getAttribute('output') || 'png',
+        // Any other value is refused by the engine with a message naming the valid ones.
+        output: /** @type {'png' | 'webp' | 'mask'} */ (this.getAttribute('output') || 'png'),
         background: this.getAttribute('background') || null,
         crop: this.hasAttribute('crop') ? Number(this.getAttribute('crop')) || true : false,
         signal: controller.signal,
@@ -70,7 +71,11 @@ export class CutoutImage extends HTMLElement {
       this.objectUrl = URL.createObjectURL(blob);
       image.src = download.href = this.objectUrl;
       image.alt = this.getAttribute('alt') || 'Image with the background removed';
-      const stem = src.split('/').pop().replace(/\.[^.]*$/, '') || 'image';
+      const stem =
+        src
+          .split('/')
+          .pop()
+          .replace(/\.[^.]*$/, '') || 'image';
       download.download = `${stem}-cutout.${blob.type === 'image/webp' ? 'webp' : 'png'}`;
       image.hidden = download.hidden = false;
       progress.hidden = true;

@@ -1,7 +1,8 @@
 /** A model: a manifest id (see `models`), a URL, or a URL pinned by sha256. In Node also {path}. */
 export type ModelSpec = string | URL | { url: string; sha256?: string } | { path: string; sha256?: string };
 
-export type ImageInput = Blob | File | ImageData | HTMLImageElement | HTMLCanvasElement | ImageBitmap | OffscreenCanvas | URL | string | Uint8Array | ArrayBuffer;
+export type ImageInput =
+  Blob | File | ImageData | HTMLImageElement | HTMLCanvasElement | ImageBitmap | OffscreenCanvas | URL | string | Uint8Array | ArrayBuffer;
 
 export interface Progress {
   /** 'download' (the model), then 'decode' | 'preprocess' | 'inference' | 'postprocess' | 'encode' | 'done'. */

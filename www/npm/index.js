@@ -1,17 +1,13 @@
 // cutout-wasm: background removal in the browser, on the user's device. The work runs in a Web
 // Worker (the same worker as the Cutout web app); calls queue; models are cached in the Cache API.
+import { EngineClient, STAGES } from './engine-client.js';
 import manifest from './manifest.js';
 import { resolveModel } from './model-spec.js';
+import { MODEL_CACHE } from './models.js';
 
-const MODEL_CACHE = 'cutout-models-v1';
-const STAGES = ['decode', 'preprocess', 'inference', 'postprocess', 'encode'];
-
-let worker = null;
-let workerReady = null;
-let loadedKey = null;
-let listener = () => {};
+// The worker's URL written out here, where bundlers (Vite, webpack, esbuild) look for it.
+const client = new EngineClient(() => new Worker(new URL('./worker.js', import.meta.url), { type: 'module' }));
 let queue = Promise.resolve();
-let nextId = 1;
 let defaults = { modelBaseUrl: null };
 
 /** Sets package-wide defaults, e.g. `configure({ modelBaseUrl: '/models/' })`. */
@@ -23,28 +19,6 @@ function abortError() {
   return new DOMException('The operation was aborted.', 'AbortError');
 }
 
-function ensureWorker() {
-  if (worker) return workerReady;
-  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-  worker.onmessage = ({ data }) => listener(data);
-  loadedKey = null;
-  workerReady = new Promise((resolve, reject) => {
-    listener = (data) => {
-      if (data.type === 'ready') resolve();
-      else if (data.type === 'fatal') reject(new Error(data.message));
-    };
-    worker.onerror = (event) => reject(new Error(`the Cutout worker could not start: ${event.message || 'unknown error'}`));
-  });
-  worker.postMessage({ type: 'init' });
-  return workerReady;
-}
-
-function stopWorker() {
-  worker?.terminate();
-  worker = null;
-  loadedKey = null;
-}
-
 // Runs `task` after every earlier call, with abort support: an abort while the worker is busy
 // terminates it (the engine cannot be interrupted mid-call); the next call starts a fresh one.
 function enqueue(signal, task) {
@@ -52,53 +26,37 @@ function enqueue(signal, task) {
     if (signal?.aborted) throw abortError();
     return new Promise((resolve, reject) => {
       const onAbort = () => {
-        stopWorker();
+        client.stop(abortError());
         reject(abortError());
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      task().then(resolve, reject).finally(() => signal?.removeEventListener('abort', onAbort));
+      task()
+        .then(resolve, reject)
+        .finally(() => signal?.removeEventListener('abort', onAbort));
     });
   });
   queue = run.catch(() => {});
   return run;
 }
 
-function request(message, transfer, handle) {
-  return new Promise((resolve, reject) => {
-    listener = (data) => {
-      if (data.type === 'fatal') {
-        stopWorker();
-        reject(new Error(data.message));
-      } else handle(data, resolve, reject);
-    };
-    worker.postMessage(message, transfer);
-  });
-}
-
 async function loadModel(spec, options) {
-  await ensureWorker();
   const model = resolveModel(spec, manifest, { modelBaseUrl: options.modelBaseUrl ?? defaults.modelBaseUrl, baseUrl: location.href });
-  if (loadedKey === model.key) return;
+  if (client.modelKey === model.key) return;
   const onProgress = options.onProgress || (() => {});
-  await request({ type: 'load-model', model }, [], (data, resolve, reject) => {
-    if (data.type === 'model-progress') onProgress({ stage: 'download', loaded: data.loaded, total: data.total });
-    else if (data.type === 'model-ready') resolve();
-    else if (data.type === 'model-error') reject(Object.assign(new Error(data.message), { code: data.code || undefined }));
-  });
-  loadedKey = model.key;
+  await client.loadModel(model, { onProgress: (loaded, total) => onProgress({ stage: 'download', loaded, total }) });
 }
 
 async function toPayload(input) {
-  if (input instanceof Blob) return { file: input, transfer: [] };
+  if (input instanceof Blob) return { file: input };
   if (typeof input === 'string' || input instanceof URL) {
     const url = new URL(input, location.href);
     const response = await fetch(url);
     if (!response.ok) throw new Error(`could not fetch ${url.href}: HTTP ${response.status}`);
-    return { file: await response.blob(), transfer: [] };
+    return { file: await response.blob() };
   }
   if (typeof ImageData !== 'undefined' && input instanceof ImageData) {
     const copy = new Uint8ClampedArray(input.data); // the caller keeps its ImageData
-    return { pixels: { buffer: copy.buffer, width: input.width, height: input.height }, transfer: [copy.buffer] };
+    return { pixels: { buffer: copy.buffer, width: input.width, height: input.height } };
   }
   const drawable =
     (typeof HTMLImageElement !== 'undefined' && input instanceof HTMLImageElement) ||
@@ -107,14 +65,14 @@ async function toPayload(input) {
     (typeof OffscreenCanvas !== 'undefined' && input instanceof OffscreenCanvas);
   if (drawable) {
     if (input instanceof HTMLImageElement && !input.complete) await input.decode();
-    const width = input.naturalWidth || input.width;
-    const height = input.naturalHeight || input.height;
+    const width = (input instanceof HTMLImageElement && input.naturalWidth) || input.width;
+    const height = (input instanceof HTMLImageElement && input.naturalHeight) || input.height;
     if (!width || !height) throw new Error('the image has no pixels (not loaded yet?)');
     const canvas = new OffscreenCanvas(width, height);
     const context = canvas.getContext('2d', { willReadFrequently: true });
     context.drawImage(input, 0, 0);
     const data = context.getImageData(0, 0, width, height).data;
-    return { pixels: { buffer: data.buffer, width, height }, transfer: [data.buffer] };
+    return { pixels: { buffer: data.buffer, width, height } };
   }
   throw new TypeError('input must be a Blob/File, ImageData, HTMLImageElement, HTMLCanvasElement, ImageBitmap, URL or string URL');
 }
@@ -138,16 +96,11 @@ export function removeBackground(input, options = {}) {
   return enqueue(options.signal, async () => {
     const payload = await toPayload(input);
     await loadModel(options.model, options);
-    const id = nextId++;
-    const { file, pixels, transfer } = payload;
-    return request({ type: 'process', id, file, pixels, options: engineOptions(options) }, transfer, (data, resolve, reject) => {
-      if (data.id !== id) return;
-      if (data.type === 'stage') onProgress({ stage: data.stage, loaded: STAGES.indexOf(data.stage), total: STAGES.length });
-      else if (data.type === 'done') {
-        onProgress({ stage: 'done', loaded: STAGES.length, total: STAGES.length });
-        resolve(new Blob([data.bytes], { type: data.mime }));
-      } else if (data.type === 'failed') reject(new Error(data.message));
-    });
+    const { file, pixels } = payload;
+    const onStage = (stage) => onProgress({ stage, loaded: STAGES.indexOf(stage), total: STAGES.length });
+    const done = await client.process({ file, pixels, options: engineOptions(options) }, { onStage });
+    onProgress({ stage: 'done', loaded: STAGES.length, total: STAGES.length });
+    return new Blob([done.bytes], { type: done.mime });
   });
 }
 
@@ -163,7 +116,7 @@ export function preload(model, options = {}) {
 
 /** Deletes every model this package stored in the browser's Cache API. */
 export async function clearModelCache() {
-  loadedKey = null;
+  client.modelKey = null;
   return typeof caches !== 'undefined' ? caches.delete(MODEL_CACHE) : false;
 }
 

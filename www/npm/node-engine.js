@@ -1,5 +1,6 @@
 // The engine's thread in Node: a worker_threads worker that owns the wasm instance and the model
-// (loaded once per worker), so inference never blocks the caller's event loop. node.js posts it
+// (loaded once per worker), so inference never blocks the caller's event loop. The messages are
+// typed in protocol.js (NodeRequest, NodeReply). node.js posts it
 // {type: 'load', spec, modelBaseUrl} and {type: 'process', id, bytes, options}; it answers with
 // {type: 'progress', ...}, {type: 'loaded'}, {type: 'done', id, bytes, mime} or
 // {type: 'failed', id, message, code}.
@@ -14,12 +15,16 @@ import { fileURLToPath } from 'node:url';
 import { parentPort } from 'node:worker_threads';
 import manifest from './manifest.js';
 import { cacheDir } from './node-cache.js';
+import { errorCode } from './protocol.js';
 import { resolveModel } from './model-spec.js';
 import * as relaxedGlue from './pkg-relaxed/cutout_wasm.js';
 import * as simdGlue from './pkg-simd/cutout_wasm.js';
+import { relaxedSimd } from './vendor/wasm-feature-detect.js';
 
-const RELAXED_SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2, 253, 15, 253, 128, 2, 11]);
 const TRUST_FILE = 'trusted-downloads.json';
+
+/** @type {(message: import('./protocol.js').NodeReply, transfer?: ArrayBuffer[]) => void} */
+const post = (message, transfer) => parentPort.postMessage(message, transfer);
 
 let wasm = null;
 let engine = null;
@@ -27,14 +32,13 @@ let engineKey = null;
 
 async function initWasm() {
   if (wasm) return wasm;
-  const relaxed = WebAssembly.validate(RELAXED_SIMD_PROBE);
+  const relaxed = await relaxedSimd();
   const glue = relaxed ? relaxedGlue : simdGlue;
   const file = new URL(`./pkg-${relaxed ? 'relaxed' : 'simd'}/cutout_wasm_bg.wasm`, import.meta.url);
   glue.initSync({ module: await readFile(file) });
   wasm = glue;
   return wasm;
 }
-
 
 const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 const trustPath = () => join(cacheDir(), 'models', TRUST_FILE);
@@ -86,7 +90,8 @@ async function fetchInto(url, file, hashes, expectedSize, onBytes) {
   try {
     for await (const chunk of response.body) {
       loaded += chunk.length;
-      if (expectedSize && loaded > expectedSize) throw Object.assign(new Error(`${url} sent more than the expected ${expectedSize} bytes: wrong file`), { code: 'model-oversized' });
+      if (expectedSize && loaded > expectedSize)
+        throw Object.assign(new Error(`${url} sent more than the expected ${expectedSize} bytes: wrong file`), { code: 'model-oversized' });
       for (const hash of hashes) hash.update(chunk);
       await file.write(chunk);
       onBytes(chunk.length);
@@ -116,7 +121,8 @@ async function download(model, path, expected, onProgress) {
         const own = createHash('sha256');
         await fetchInto(part.url, file, [whole, own], part.size, onBytes);
         const actual = own.digest('hex');
-        if (actual !== part.sha256) throw new Error(`model part ${index + 1} of ${model.parts.length} (${part.url}) has sha256 ${actual}, expected ${part.sha256}: nothing was kept`);
+        if (actual !== part.sha256)
+          throw new Error(`model part ${index + 1} of ${model.parts.length} (${part.url}) has sha256 ${actual}, expected ${part.sha256}: nothing was kept`);
       }
     } else {
       await fetchInto(model.url, file, [whole], model.size, onBytes);
@@ -163,7 +169,7 @@ async function load({ spec, modelBaseUrl }) {
   const w = await initWasm();
   const key = JSON.stringify([spec ?? manifest.default, modelBaseUrl]);
   if (engine && engineKey === key) return;
-  const { bytes, entry } = await modelBytes(spec, modelBaseUrl, (progress) => parentPort.postMessage({ type: 'progress', ...progress }));
+  const { bytes, entry } = await modelBytes(spec, modelBaseUrl, (progress) => post({ type: 'progress', ...progress }));
   engine?.free();
   engine = null;
   engine = new w.Engine(bytes, JSON.stringify(entry));
@@ -171,22 +177,22 @@ async function load({ spec, modelBaseUrl }) {
 }
 
 function processImage({ id, bytes, options }) {
-  const output = engine.processEncoded(bytes, options, (stage) => parentPort.postMessage({ type: 'stage', id, stage }));
+  const output = engine.processEncoded(bytes, options, (stage) => post({ type: 'stage', id, stage }));
   const result = output.takeBytes();
   const mime = output.mime;
   output.free();
-  parentPort.postMessage({ type: 'done', id, bytes: result, mime }, [result.buffer]);
+  post({ type: 'done', id, bytes: result, mime }, [result.buffer]);
 }
 
-parentPort.on('message', async (message) => {
+parentPort.on('message', async (/** @type {import('./protocol.js').NodeRequest} */ message) => {
   try {
     if (message.type === 'load') {
       await load(message);
-      parentPort.postMessage({ type: 'loaded' });
+      post({ type: 'loaded' });
     } else if (message.type === 'process') {
       processImage(message);
     }
   } catch (e) {
-    parentPort.postMessage({ type: 'failed', id: message.id ?? null, message: e.message || String(e) });
+    post({ type: 'failed', id: message.type === 'process' ? message.id : null, message: e.message || String(e), code: errorCode(e) });
   }
 });

@@ -22,7 +22,6 @@ export function configure(options) {
   defaults = { ...defaults, ...options };
 }
 
-
 function abortError() {
   return new DOMException('The operation was aborted.', 'AbortError');
 }
@@ -49,7 +48,12 @@ function request(message, transfer, handle, signal) {
       stopWorker(); // the engine cannot be interrupted mid-call: a fresh thread takes the next call
       settle(reject, abortError());
     };
-    const onMessage = (data) => handle(data, (value) => settle(resolve, value), (error) => settle(reject, error));
+    const onMessage = (data) =>
+      handle(
+        data,
+        (value) => settle(resolve, value),
+        (error) => settle(reject, error),
+      );
     const onError = (error) => {
       stopWorker();
       settle(reject, new Error(`the Cutout engine thread failed: ${error.message}`));
@@ -84,11 +88,16 @@ function enqueue(signal, task) {
 function loadModel(spec, options) {
   const onProgress = options.onProgress || (() => {});
   const message = { type: 'load', spec: spec ?? null, modelBaseUrl: options.modelBaseUrl ?? defaults.modelBaseUrl };
-  return request(message, [], (data, resolve, reject) => {
-    if (data.type === 'progress') onProgress({ stage: data.stage, loaded: data.loaded, total: data.total });
-    else if (data.type === 'loaded') resolve();
-    else if (data.type === 'failed') reject(new Error(data.message));
-  }, options.signal);
+  return request(
+    message,
+    [],
+    (data, resolve, reject) => {
+      if (data.type === 'progress') onProgress({ stage: data.stage, loaded: data.loaded, total: data.total });
+      else if (data.type === 'loaded') resolve();
+      else if (data.type === 'failed') reject(Object.assign(new Error(data.message), { code: data.code }));
+    },
+    options.signal,
+  );
 }
 
 async function inputBytes(input) {
@@ -119,13 +128,23 @@ export function removeBackground(input, options = {}) {
     const bytes = await inputBytes(input);
     await loadModel(options.model, options);
     if (options.signal?.aborted) throw abortError();
-    const engineOptions = { output: options.output || 'png', background: options.background || null, crop: options.crop ?? false, maxPixels: options.maxPixels };
+    const engineOptions = {
+      output: options.output || 'png',
+      background: options.background || null,
+      crop: options.crop ?? false,
+      maxPixels: options.maxPixels,
+    };
     const copy = new Uint8Array(bytes); // transferred to the engine thread; the caller keeps its buffer
-    const { bytes: result, mime } = await request({ type: 'process', id: 1, bytes: copy, options: engineOptions }, [copy.buffer], (data, resolve, reject) => {
-      if (data.type === 'stage') onProgress({ stage: data.stage, loaded: STAGES.indexOf(data.stage), total: STAGES.length });
-      else if (data.type === 'done') resolve(data);
-      else if (data.type === 'failed') reject(new Error(data.message));
-    }, options.signal);
+    const { bytes: result, mime } = await request(
+      { type: 'process', id: 1, bytes: copy, options: engineOptions },
+      [copy.buffer],
+      (data, resolve, reject) => {
+        if (data.type === 'stage') onProgress({ stage: data.stage, loaded: STAGES.indexOf(data.stage), total: STAGES.length });
+        else if (data.type === 'done') resolve(data);
+        else if (data.type === 'failed') reject(Object.assign(new Error(data.message), { code: data.code }));
+      },
+      options.signal,
+    );
     const blob = new Blob([result], { type: mime });
     onProgress({ stage: 'done', loaded: STAGES.length, total: STAGES.length });
     if (options.savePath) {

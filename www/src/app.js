@@ -1,14 +1,18 @@
-// The page: input, queue and results. All pixel work happens in worker.js.
-import { createZip } from './zip.js';
+// The page: input, queue and results. All pixel work happens in worker.js, reached through
+// engine-client.js (the npm package's client too).
+import { EngineClient, ModelLoadError } from './engine-client.js';
 import { downloadOf, resolveModel, sizeText } from './model-spec.js';
+// client-zip, vendored into the site by build.sh: stored entries (PNG and WebP are compressed already), ZIP64 past 4 GB.
+import { downloadZip } from './vendor/client-zip.js';
 
-const $ = (id) => document.getElementById(id);
+// The page's elements by id; typed loosely: each is the input, select, progress... index.html has.
+const $ = (/** @type {string} */ id) => /** @type {any} */ (document.getElementById(id));
 const STAGE_PERCENT = { decode: 2, preprocess: 6, inference: 8, postprocess: 92, encode: 96 };
 
 const state = {
   manifest: null,
   config: {},
-  worker: null,
+  engine: /** @type {EngineClient} */ (/** @type {unknown} */ (null)),
   workerReady: false,
   model: null, // {key, url, sha256, size, entry, file}
   modelReady: false,
@@ -19,7 +23,6 @@ const state = {
   expectedInferenceMs: 20000,
   cachedUrls: new Set(), // models stored in this browser, by URL
   consented: new Set(), // models whose download the user accepted, by key
-  deciding: false, // waiting for the list of stored models to decide: load, or ask first
 };
 
 function announce(text) {
@@ -28,120 +31,84 @@ function announce(text) {
 
 // ---- worker lifecycle ---------------------------------------------------------------------------
 
-function startWorker() {
+function createWorker() {
   // ?variant= and ?threads= pass through to the worker (tests, benchmarks, capping cores).
   const url = new URL('worker.js', location.href);
   for (const name of ['variant', 'threads']) {
     const value = new URLSearchParams(location.search).get(name);
     if (value) url.searchParams.set(name, value);
   }
-  state.worker = new Worker(url, { type: 'module' });
+  return new Worker(url, { type: 'module' });
+}
+
+function startWorker() {
   state.workerReady = false;
   state.modelReady = false;
   document.body.dataset.modelReady = 'false';
-  state.worker.onmessage = ({ data }) => onWorkerMessage(data);
-  state.worker.onerror = (event) => {
-    event.preventDefault();
-    setModelStatus(`The engine could not start: ${event.message || 'worker error'}.`, 'error');
-  };
-  state.worker.postMessage({ type: 'init' });
+  state.engine.start().then(onReady, () => {}); // a failed start is reported by onFatal / onError
 }
 
 function restartWorker() {
-  state.worker.terminate();
-  if (state.running) state.running = null;
+  state.engine.stop();
+  state.running = null;
   startWorker();
 }
 
-function onWorkerMessage(data) {
-  switch (data.type) {
-    case 'ready':
-      state.workerReady = true;
-      state.manifest = state.manifest || data.manifest;
-      $('engine-info').textContent = `Engine: tract, WebAssembly ${data.variant === 'simd' ? 'SIMD' : 'relaxed SIMD'}, ` +
-        `${data.threads} thread${data.threads === 1 ? '' : 's'}.`;
-      document.body.dataset.threads = data.threads;
-      document.body.dataset.variant = data.variant;
-      if (!$('model-select').options.length) fillModelSelect();
-      state.deciding = true;
-      listCachedModels();
-      break;
-    case 'model-progress': {
-      const bar = $('model-progress');
-      bar.hidden = false;
-      bar.max = data.total || 1;
-      bar.value = data.total ? data.loaded : 0;
-      const total = data.total ? ` of ${mb(data.total)}` : '';
-      setModelStatus(`Downloading the model: ${mb(data.loaded)}${total}`);
-      break;
-    }
-    case 'model-status':
-      setModelStatus(data.message, data.state === 'warning' ? 'warning' : '');
-      break;
-    case 'model-ready': {
-      if (state.model && data.info.key !== state.model.key) break; // an earlier choice, superseded
-      state.modelReady = true;
-      state.modelError = null;
-      $('model-progress').hidden = true;
-      $('model-retry').hidden = true;
-      $('model-choose').hidden = true;
-      const info = data.info;
-      const how = info.reused ? '' : info.fromCache ? ' (from this browser’s storage)' : ' (downloaded and stored for next time)';
-      setModelStatus(`Model ready${how}.`, 'ok');
-      document.body.dataset.modelReady = 'true';
-      document.body.dataset.modelFromCache = String(Boolean(info.fromCache));
-      if (info.compileMs) document.body.dataset.modelCompileMs = String(Math.round(info.compileMs));
-      listCachedModels();
-      pump();
-      break;
-    }
-    case 'model-error':
-      if (state.model && data.key !== state.model.key) break; // an earlier choice, superseded
-      state.modelReady = false;
-      state.modelError = data.message;
-      $('model-progress').hidden = true;
-      setModelStatus(data.message, 'error');
-      $('model-retry').hidden = false;
-      $('model-choose').hidden = false;
-      document.body.dataset.modelReady = 'false';
-      document.body.dataset.modelError = data.code || 'model-error';
-      failPending(`the model could not be loaded: ${data.message}`);
-      listCachedModels();
-      break;
-    case 'stage': {
-      const item = find(data.id);
-      if (!item) break;
-      const now = performance.now();
-      if (data.stage === 'inference') item.inferenceStarted = now;
-      if (data.stage === 'postprocess' && item.inferenceStarted) state.expectedInferenceMs = now - item.inferenceStarted;
-      item.stage = data.stage;
-      item.stageStarted = now;
-      setPercent(item, STAGE_PERCENT[data.stage] ?? item.percent);
-      break;
-    }
-    case 'done':
-      finishItem(data);
-      break;
-    case 'failed': {
-      const item = find(data.id);
-      if (item) setStatus(item, 'failed', data.message);
-      state.running = null;
-      pump();
-      break;
-    }
-    case 'models':
-      renderCachedModels(data.list);
-      state.cachedUrls = new Set(data.list.map((m) => m.url));
-      if (state.deciding) {
-        state.deciding = false;
-        loadOrAsk();
-      }
-      break;
-    case 'fatal':
-      setModelStatus(data.message, 'error');
-      restartWorker();
-      break;
-  }
+function onReady(ready) {
+  state.workerReady = true;
+  state.manifest = state.manifest || ready.manifest;
+  $('engine-info').textContent =
+    `Engine: tract, WebAssembly ${ready.variant === 'simd' ? 'SIMD' : 'relaxed SIMD'}, ` + `${ready.threads} thread${ready.threads === 1 ? '' : 's'}.`;
+  document.body.dataset.threads = String(ready.threads);
+  document.body.dataset.variant = ready.variant;
+  if (!$('model-select').options.length) fillModelSelect();
+  listCachedModels().then((listed) => listed && loadOrAsk());
+}
+
+function onModelProgress(loaded, total) {
+  const bar = $('model-progress');
+  bar.hidden = false;
+  bar.max = total || 1;
+  bar.value = total ? loaded : 0;
+  setModelStatus(`Downloading the model: ${mb(loaded)}${total ? ` of ${mb(total)}` : ''}`);
+}
+
+function onModelReady(info) {
+  state.modelReady = true;
+  state.modelError = null;
+  $('model-progress').hidden = true;
+  $('model-retry').hidden = true;
+  $('model-choose').hidden = true;
+  const how = info.reused ? '' : info.fromCache ? ' (from this browser’s storage)' : ' (downloaded and stored for next time)';
+  setModelStatus(`Model ready${how}.`, 'ok');
+  document.body.dataset.modelReady = 'true';
+  document.body.dataset.modelFromCache = String(Boolean(info.fromCache));
+  if (info.compileMs) document.body.dataset.modelCompileMs = String(Math.round(info.compileMs));
+  listCachedModels();
+  pump();
+}
+
+function onModelError(error) {
+  state.modelReady = false;
+  state.modelError = error.message;
+  $('model-progress').hidden = true;
+  setModelStatus(error.message, 'error');
+  $('model-retry').hidden = false;
+  $('model-choose').hidden = false;
+  document.body.dataset.modelReady = 'false';
+  document.body.dataset.modelError = error.code || 'model-error';
+  failPending(`the model could not be loaded: ${error.message}`);
+  listCachedModels();
+}
+
+// Inference is one long call: remember when it started, to estimate its progress.
+function onStage(item, stage) {
+  const now = performance.now();
+  if (stage === 'inference') item.inferenceStarted = now;
+  if (stage === 'postprocess' && item.inferenceStarted) state.expectedInferenceMs = now - item.inferenceStarted;
+  item.stage = stage;
+  item.stageStarted = now;
+  setPercent(item, STAGE_PERCENT[stage] ?? item.percent);
 }
 
 // ---- models -------------------------------------------------------------------------------------
@@ -174,7 +141,8 @@ function showModelDetails() {
   if (!model) return;
   const entry = model.entry;
   const source = model.file ? `local file ${model.file.name}` : model.url;
-  $('model-details').textContent = `${entry.name}. Licence: ${entry.licence}. Source: ${source}${model.sha256 ? ` (sha256 ${model.sha256.slice(0, 12)}…)` : ' (unverified)'}.`;
+  $('model-details').textContent =
+    `${entry.name}. Licence: ${entry.licence}. Source: ${source}${model.sha256 ? ` (sha256 ${model.sha256.slice(0, 12)}…)` : ' (unverified)'}.`;
 }
 
 function selectedModel() {
@@ -222,7 +190,8 @@ function showFirstRun(model) {
   const link = $('first-run-licence-link');
   link.hidden = !entry.licence_url;
   if (entry.licence_url) link.href = entry.licence_url;
-  const gated = entry.gated && !state.config.modelBaseUrl ? ' Gated: its host refuses anonymous downloads, so it works only where this site serves it (modelBaseUrl).' : '';
+  const gated =
+    entry.gated && !state.config.modelBaseUrl ? ' Gated: its host refuses anonymous downloads, so it works only where this site serves it (modelBaseUrl).' : '';
   // A site that hosts the models itself (modelBaseUrl) serves them: name that, not the public host.
   const from = state.config.modelBaseUrl ? model.url : entry.source || model.url;
   $('first-run-source').textContent = `From: ${from}.${gated}`;
@@ -240,7 +209,13 @@ function renderChoices() {
   const select = $('model-select');
   for (const option of select.options) {
     const label = document.createElement('label');
-    const radio = Object.assign(document.createElement('input'), { type: 'radio', name: 'first-run-model', value: option.value, checked: option.value === select.value, disabled: option.disabled });
+    const radio = Object.assign(document.createElement('input'), {
+      type: 'radio',
+      name: 'first-run-model',
+      value: option.value,
+      checked: option.value === select.value,
+      disabled: option.disabled,
+    });
     radio.addEventListener('change', () => {
       select.value = radio.value;
       showModelDetails();
@@ -249,7 +224,13 @@ function renderChoices() {
     });
     label.append(radio, ` ${option.textContent}`);
     const entry = state.manifest.models.find((m) => m.id === option.value);
-    if (entry) label.append(Object.assign(document.createElement('span'), { className: 'hint', textContent: `${entry.licence}${entry.gated ? ' · gated: self-hosting only' : ''}` }));
+    if (entry)
+      label.append(
+        Object.assign(document.createElement('span'), {
+          className: 'hint',
+          textContent: `${entry.licence}${entry.gated ? ' · gated: self-hosting only' : ''}`,
+        }),
+      );
     box.append(label);
   }
 }
@@ -271,12 +252,24 @@ function declineFirstRun() {
 
 function loadModel() {
   if (!state.workerReady) return;
-  state.model = selectedModel();
+  requestModel(selectedModel(), 'Loading the model…');
+}
+
+// Loads `model`; a later choice supersedes it, so its outcome is then ignored.
+function requestModel(model, status) {
+  state.model = model;
   state.modelReady = false;
   document.body.dataset.modelReady = 'false';
   showModelDetails();
-  setModelStatus('Loading the model…');
-  state.worker.postMessage({ type: 'load-model', model: state.model });
+  setModelStatus(status);
+  const current = () => state.model?.key === model.key;
+  state.engine
+    .loadModel(model, { onProgress: onModelProgress, onStatus: (kind, message) => setModelStatus(message, kind === 'warning' ? 'warning' : '') })
+    .then(
+      (info) => current() && onModelReady(info),
+      // Not a ModelLoadError: the engine was stopped or crashed, and reloads the model when it restarts.
+      (error) => current() && error instanceof ModelLoadError && onModelError(error),
+    );
 }
 
 function setModelStatus(text, kind = '') {
@@ -285,8 +278,19 @@ function setModelStatus(text, kind = '') {
   el.className = `status-line ${kind}`;
 }
 
+// Resolves to true once the list of stored models is shown (and known to loadOrAsk); to false
+// when the engine stopped meanwhile (its restart lists them again).
 function listCachedModels() {
-  state.worker?.postMessage({ type: 'list-models' });
+  if (!state.workerReady) return Promise.resolve(false);
+  return state.engine.listModels().then(
+    (list) => (showCachedModels(list), true),
+    () => false,
+  );
+}
+
+function showCachedModels(list) {
+  renderCachedModels(list);
+  state.cachedUrls = new Set(list.map((m) => m.url));
 }
 
 function renderCachedModels(list) {
@@ -302,15 +306,13 @@ function renderCachedModels(list) {
     li.append(`${name} — ${mb(model.size)} `);
     const button = Object.assign(document.createElement('button'), { type: 'button', className: 'secondary small', textContent: 'Delete' });
     button.setAttribute('aria-label', `Delete ${name} from this browser`);
-    button.onclick = () => state.worker.postMessage({ type: 'delete-model', url: model.url });
+    button.onclick = () => state.engine.deleteModel(model.url).then(showCachedModels, () => {});
     li.append(button);
     ul.append(li);
   }
 }
 
 // ---- queue --------------------------------------------------------------------------------------
-
-const find = (id) => state.items.find((item) => item.id === id);
 
 function options() {
   const kind = $('output-kind').value;
@@ -420,13 +422,24 @@ function pump() {
   item.percent = 0;
   item.started = performance.now();
   setStatus(item, 'processing');
-  state.worker.postMessage({ type: 'process', id: item.id, file: item.file, options: item.options });
+  state.engine.process({ file: item.file, options: item.options }, { onStage: (stage) => onStage(item, stage) }).then(
+    (done) => finishItem(item, done),
+    (error) => failItem(item, error),
+  );
 }
 
-function finishItem(data) {
-  const item = find(data.id);
+function failItem(item, error) {
+  // Cancelled (the worker was stopped) or failed with the model: already marked.
+  if (state.running !== item) return;
   state.running = null;
-  if (!item || item.status !== 'processing') return pump();
+  setStatus(item, 'failed', error.message);
+  pump();
+}
+
+function finishItem(item, data) {
+  if (state.running !== item) return;
+  state.running = null;
+  if (item.status !== 'processing') return pump();
   const blob = new Blob([data.bytes], { type: data.mime });
   item.result = blob;
   item.resultUrl = URL.createObjectURL(blob);
@@ -481,14 +494,14 @@ function failPending(message) {
 async function downloadAll() {
   const done = state.items.filter((i) => i.status === 'completed');
   const used = new Set();
-  const entries = [];
+  const files = [];
   for (const item of done) {
     let name = item.resultName;
     for (let n = 2; used.has(name); n++) name = item.resultName.replace(/(\.[^.]+)$/, `-${n}$1`);
     used.add(name);
-    entries.push({ name, bytes: new Uint8Array(await item.result.arrayBuffer()) });
+    files.push({ name, input: item.result, lastModified: new Date() });
   }
-  const zip = createZip(entries);
+  const zip = await downloadZip(files).blob();
   const link = Object.assign(document.createElement('a'), { href: URL.createObjectURL(zip), download: 'cutouts.zip' });
   link.click();
   setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
@@ -571,8 +584,9 @@ async function main() {
   state.config = await fetchJson('cutout.config.json', {});
   state.manifest = await fetchJson('models.json', null); // else the engine's own copy
   $('file-input').addEventListener('change', (e) => {
-    addFiles(e.target.files);
-    e.target.value = '';
+    const input = /** @type {HTMLInputElement} */ (e.target);
+    addFiles(input.files);
+    input.value = '';
   });
   const zone = $('drop-zone');
   zone.addEventListener('dragover', (e) => {
@@ -608,21 +622,27 @@ async function main() {
     loadOrAsk();
   });
   $('model-file').addEventListener('change', (e) => {
-    const file = e.target.files[0];
+    const file = /** @type {HTMLInputElement} */ (e.target).files[0];
     if (!file) return;
     const entry = state.manifest.models.find((m) => m.id === state.manifest.default);
-    state.model = { key: `file:${file.name}:${file.size}:${file.lastModified}`, file, sha256: null, entry: { ...entry, sha256: null } };
-    state.modelReady = false;
-    showModelDetails();
-    setModelStatus(`Loading ${file.name}…`);
-    state.worker.postMessage({ type: 'load-model', model: state.model });
+    requestModel(
+      { key: `file:${file.name}:${file.size}:${file.lastModified}`, file, sha256: null, entry: { ...entry, sha256: null } },
+      `Loading ${file.name}…`,
+    );
   });
   $('model-retry').addEventListener('click', () => loadModel());
   $('model-choose').addEventListener('click', () => showFirstRun(selectedModel()));
   $('first-run-accept').addEventListener('click', acceptFirstRun);
   $('first-run-decline').addEventListener('click', declineFirstRun);
   $('download-all').addEventListener('click', downloadAll);
-  $('cached-models').addEventListener('toggle', listCachedModels);
+  $('cached-models').addEventListener('toggle', () => listCachedModels());
+  state.engine = new EngineClient(createWorker, {
+    onFatal: (message) => {
+      setModelStatus(message, 'error');
+      restartWorker();
+    },
+    onError: (message) => setModelStatus(`The engine could not start: ${message}.`, 'error'),
+  });
   startWorker();
   registerServiceWorker();
 }

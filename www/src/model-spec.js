@@ -6,6 +6,12 @@
 // size, sha256}] fetched in order and assembled. A mirror (`modelBaseUrl`) always serves the
 // assembled file as `<modelBaseUrl>/<file>`.
 
+/**
+ * @param {any} spec
+ * @param {{default: string, models: any[]}} manifest
+ * @param {{modelBaseUrl?: string | null, baseUrl?: string}} [where] `baseUrl` resolves relative model URLs
+ * @returns {import('./protocol.js').ResolvedModel}
+ */
 export function resolveModel(spec, manifest, { modelBaseUrl = null, baseUrl } = {}) {
   const byId = (id) => manifest.models.find((m) => m.id === id);
   const defaultEntry = byId(manifest.default);

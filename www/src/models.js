@@ -57,6 +57,11 @@ async function recordHash(url, sha256) {
 
 // The bytes of `model` ({url, parts, sha256, size, entry}), from the cache when a verified copy is
 // there. `onWarning` hears about what is worth saying but not fatal (storage full, trusted anew).
+/**
+ * @param {import('./protocol.js').ResolvedModel} model
+ * @param {{onProgress?: (loaded: number, total: number) => void, onWarning?: (message: string) => void}} [callbacks]
+ * @returns {Promise<{bytes: Uint8Array, fromCache: boolean, sha256: string}>}
+ */
 export async function fetchModel(model, { onProgress = () => {}, onWarning = () => {} } = {}) {
   const cache = await openCache();
   const pinned = model.sha256 ? model.sha256.toLowerCase() : null;
@@ -85,14 +90,23 @@ export async function fetchModel(model, { onProgress = () => {}, onWarning = () 
   }
   if (!expected) {
     await recordHash(model.url, actual);
-    onWarning(`The model at ${model.url} has no pinned sha256: its sha256 ${actual} is recorded now (trusted on first download), and a different file from this URL will be refused.`);
+    onWarning(
+      `The model at ${model.url} has no pinned sha256: its sha256 ${actual} is recorded now (trusted on first download), and a different file from this URL will be refused.`,
+    );
   }
   if (cache) {
     try {
-      const headers = { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length), [HASH_HEADER]: actual, 'x-cutout-id': model.entry?.id || '' };
+      const headers = {
+        'content-type': 'application/octet-stream',
+        'content-length': String(bytes.length),
+        [HASH_HEADER]: actual,
+        'x-cutout-id': model.entry?.id || '',
+      };
       await cache.put(model.url, new Response(bytes, { headers }));
     } catch (e) {
-      onWarning(`Could not keep the model for offline use (${e.name === 'QuotaExceededError' ? 'browser storage is full: delete other models or site data' : e.message}); it will be downloaded again next time.`);
+      onWarning(
+        `Could not keep the model for offline use (${e.name === 'QuotaExceededError' ? 'browser storage is full: delete other models or site data' : e.message}); it will be downloaded again next time.`,
+      );
     }
   }
   return { bytes, fromCache: false, sha256: actual };
@@ -103,7 +117,10 @@ export async function fetchModel(model, { onProgress = () => {}, onWarning = () 
 // succeeds (opaquely) when the host answered but withheld CORS.
 async function unreachable(url, error) {
   if (self.navigator && navigator.onLine === false) {
-    return new ModelError(ModelErrorCode.offline, `You are offline: the model could not be downloaded from ${url}. Connect and retry; once downloaded, it works offline.`);
+    return new ModelError(
+      ModelErrorCode.offline,
+      `You are offline: the model could not be downloaded from ${url}. Connect and retry; once downloaded, it works offline.`,
+    );
   }
   let answered = false;
   try {
@@ -146,7 +163,10 @@ async function request(url) {
     );
   }
   if (response.status === 404 || response.status === 410) {
-    throw new ModelError(ModelErrorCode.notFound, `Could not download the model: ${status} from ${url}. There is no such file there (moved or removed); choose another model.`);
+    throw new ModelError(
+      ModelErrorCode.notFound,
+      `Could not download the model: ${status} from ${url}. There is no such file there (moved or removed); choose another model.`,
+    );
   }
   throw new ModelError(ModelErrorCode.http, `Could not download the model: ${status} from ${url}. Retry later or choose another model.`);
 }
@@ -163,15 +183,22 @@ async function readBody(response, url, expectedTotal, onBytes, chunks) {
       if (done) break;
       chunks.push(value);
       loaded += value.length;
-      if (expectedTotal && loaded > expectedTotal) throw new ModelError(ModelErrorCode.mismatch, `${url} sent more than the expected ${expectedTotal} bytes: not the expected model; nothing was stored.`);
+      if (expectedTotal && loaded > expectedTotal)
+        throw new ModelError(ModelErrorCode.mismatch, `${url} sent more than the expected ${expectedTotal} bytes: not the expected model; nothing was stored.`);
       onBytes(value.length);
     }
   } catch (e) {
     if (e instanceof ModelError) throw e;
-    throw new ModelError(ModelErrorCode.cut, `The model download was interrupted after ${megabytes(loaded)}${total ? ` of ${megabytes(total)}` : ''} (${e.message}). Nothing was stored; retry to download it again.`);
+    throw new ModelError(
+      ModelErrorCode.cut,
+      `The model download was interrupted after ${megabytes(loaded)}${total ? ` of ${megabytes(total)}` : ''} (${e.message}). Nothing was stored; retry to download it again.`,
+    );
   }
   if ((announced && loaded !== announced) || (expectedTotal && loaded !== expectedTotal)) {
-    throw new ModelError(ModelErrorCode.cut, `The model download was cut after ${megabytes(loaded)} of ${megabytes(total)}. Nothing was stored; retry to download it again.`);
+    throw new ModelError(
+      ModelErrorCode.cut,
+      `The model download was cut after ${megabytes(loaded)} of ${megabytes(total)}. Nothing was stored; retry to download it again.`,
+    );
   }
   return loaded;
 }

@@ -3,12 +3,13 @@
 // touched here: the worker keeps them in their own Cache API store, which survives app updates.
 //
 // build.sh replaces the two placeholders: the build's version and the list of shell files.
+const sw = /** @type {ServiceWorkerGlobalScope} */ (/** @type {unknown} */ (self));
 const VERSION = '__CUTOUT_VERSION__';
 const SHELL_FILES = __CUTOUT_SHELL_FILES__;
 const SHELL_CACHE = `cutout-shell-${VERSION}`;
 const SHELL_PREFIX = 'cutout-shell-';
 
-self.addEventListener('install', (event) => {
+sw.addEventListener('install', (event) => {
   event.waitUntil(
     (async () => {
       const cache = await caches.open(SHELL_CACHE);
@@ -18,20 +19,20 @@ self.addEventListener('install', (event) => {
   );
 });
 
-self.addEventListener('activate', (event) => {
+sw.addEventListener('activate', (event) => {
   event.waitUntil(
     (async () => {
       for (const name of await caches.keys()) {
         if (name.startsWith(SHELL_PREFIX) && name !== SHELL_CACHE) await caches.delete(name);
       }
-      await self.clients.claim();
+      await sw.clients.claim();
     })(),
   );
 });
 
 // The page asks the waiting worker to take over when the user accepts the update.
-self.addEventListener('message', (event) => {
-  if (event.data?.type === 'skip-waiting') self.skipWaiting();
+sw.addEventListener('message', (event) => {
+  if (event.data?.type === 'skip-waiting') sw.skipWaiting();
   if (event.data?.type === 'version') event.source?.postMessage({ type: 'version', version: VERSION });
 });
 
@@ -46,12 +47,12 @@ function isolated(response) {
   return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
 }
 
-self.addEventListener('fetch', (event) => {
+sw.addEventListener('fetch', (event) => {
   const request = event.request;
   const url = new URL(request.url);
-  if (request.method !== 'GET' || url.origin !== self.location.origin) return;
+  if (request.method !== 'GET' || url.origin !== sw.location.origin) return;
   const isPage = request.mode === 'navigate';
-  const shellPath = isPage ? new URL('./', self.registration.scope).href : request.url;
+  const shellPath = isPage ? new URL('./', sw.registration.scope).href : request.url;
   event.respondWith(
     (async () => {
       const cache = await caches.open(SHELL_CACHE);

@@ -1,13 +1,9 @@
-// The worker owns the wasm engine and the model; the page only posts messages.
-//
-// page -> worker: {type: 'init'} | {type: 'load-model', model} | {type: 'process', id, file, options}
-//                 | {type: 'list-models'} | {type: 'delete-model', url} | {type: 'profile', pixels: {buffer, width, height}}
-// worker -> page: {type: 'ready', variant, threads, manifest, instantiateMs} | {type: 'model-progress', loaded, total}
-//                 | {type: 'model-status', state, message} | {type: 'model-ready', info}
-//                 | {type: 'model-error', key, message, code} | {type: 'stage', id, stage}
-//                 | {type: 'done', id, bytes, mime, width, height, mask, memoryBytes} (buffers transferred)
-//                 | {type: 'failed', id, message} | {type: 'models', list} | {type: 'fatal', message}
-//                 | {type: 'profiled', ops: [{op, calls, seconds}]}
+// The worker owns the wasm engine and the model; the page only posts messages. The messages are
+// typed in protocol.js; every reply echoes its request's id.
+/** @typedef {import('./protocol.js').Request} Request */
+/** @typedef {import('./protocol.js').Reply} Reply */
+import { relaxedSimd, simd } from './vendor/wasm-feature-detect.js';
+import { errorCode } from './protocol.js';
 import { fetchModel, listCachedModels, deleteCachedModel } from './models.js';
 // Static imports and literal URLs, so bundlers (Vite, webpack, esbuild) find every file.
 import * as relaxedGlue from './pkg-relaxed/cutout_wasm.js';
@@ -21,10 +17,6 @@ const BUILDS = {
   simd: { glue: simdGlue, wasm: new URL('./pkg-simd/cutout_wasm_bg.wasm', import.meta.url) },
 };
 
-// wasm-feature-detect style probes: a function returning i8x16.relaxed_swizzle(...) resp. i8x16.popcnt(...).
-const RELAXED_SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2, 253, 15, 253, 128, 2, 11]);
-const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11]);
-
 let wasm = null; // the glue module (Engine, probeDimensions, ...)
 let wasmMemory = null; // the instance's linear memory: its size is the engine's peak footprint
 let variant = null;
@@ -32,6 +24,7 @@ let engine = null;
 let engineKey = null;
 let loading = Promise.resolve();
 
+/** @type {(message: Reply, transfer?: Transferable[]) => void} */
 const post = (message, transfer = []) => self.postMessage(message, transfer);
 
 // ?variant= forces a build, ?threads=N caps the pool (tests, the benchmark, site owners).
@@ -42,14 +35,14 @@ function requestedThreads() {
   return param >= 1 ? param : navigator.hardwareConcurrency || 1;
 }
 
-function pickVariant(threads) {
+async function pickVariant(threads) {
   const forced = params.get('variant');
   if (forced in BUILDS) return forced;
-  const relaxed = WebAssembly.validate(RELAXED_SIMD_PROBE);
+  const relaxed = await relaxedSimd();
   // Shared memory, which threads need, exists only on cross-origin isolated pages.
   if (relaxed && threads > 1 && self.crossOriginIsolated) return 'threads';
   if (relaxed) return 'relaxed';
-  if (WebAssembly.validate(SIMD_PROBE)) return 'simd';
+  if (await simd()) return 'simd';
   return null;
 }
 
@@ -60,9 +53,9 @@ async function instantiate(name) {
   wasmMemory = exports.memory;
 }
 
-async function init() {
+async function init(id) {
   const wanted = requestedThreads();
-  variant = pickVariant(wanted);
+  variant = await pickVariant(wanted);
   if (!variant) throw new Error('This browser does not support WebAssembly SIMD, which Cutout needs. Please use a current Chrome, Edge, Firefox or Safari.');
   const started = performance.now();
   await instantiate(variant);
@@ -79,13 +72,13 @@ async function init() {
     }
   }
   const manifest = JSON.parse(wasm.manifestJson());
-  post({ type: 'ready', variant, threads, manifest, instantiateMs: performance.now() - started });
+  post({ type: 'ready', id, variant, threads, manifest, instantiateMs: performance.now() - started });
 }
 
-async function loadModel(model) {
+async function loadModel(id, model) {
   const key = model.key;
   if (engine && engineKey === key) {
-    post({ type: 'model-ready', info: { key, cached: true, reused: true } });
+    post({ type: 'model-ready', id, info: { key, cached: true, reused: true } });
     return;
   }
   if (engine) {
@@ -100,27 +93,37 @@ async function loadModel(model) {
     bytes = new Uint8Array(await model.file.arrayBuffer());
   } else {
     const result = await fetchModel(model, {
-      onProgress: (loaded, total) => post({ type: 'model-progress', loaded, total }),
-      onWarning: (message) => post({ type: 'model-status', state: 'warning', message }),
+      onProgress: (loaded, total) => post({ type: 'model-progress', id, loaded, total }),
+      onWarning: (message) => post({ type: 'model-status', id, state: 'warning', message }),
     });
     bytes = result.bytes;
     fromCache = result.fromCache;
   }
   const fetchedMs = performance.now() - started;
-  post({ type: 'model-status', state: 'compiling', message: 'Preparing the model…' });
+  post({ type: 'model-status', id, state: 'compiling', message: 'Preparing the model…' });
   const entry = { ...model.entry, sha256: model.sha256 || null };
   const compileStarted = performance.now();
   engine = new wasm.Engine(bytes, JSON.stringify(entry));
   engineKey = key;
   post({
     type: 'model-ready',
-    info: { key, fromCache, bytes: bytes.length, fetchMs: fetchedMs, compileMs: performance.now() - compileStarted, variant, memoryBytes: wasmMemory.buffer.byteLength,
-      phases: engine.loadPhases() },
+    id,
+    info: {
+      key,
+      fromCache,
+      bytes: bytes.length,
+      fetchMs: fetchedMs,
+      compileMs: performance.now() - compileStarted,
+      variant,
+      memoryBytes: wasmMemory.buffer.byteLength,
+      phases: engine.loadPhases(),
+    },
   });
 }
 
 // Decodes in the worker so the page never blocks: the browser's decoder for what it knows
 // (JPEG, PNG, WebP, GIF, AVIF; EXIF orientation applied), the engine's for the rest (TIFF, ...).
+/** @param {import('./protocol.js').ProcessRequest} request */
 async function processImage({ id, file, pixels, options }) {
   if (!engine) throw new Error('No model is loaded yet.');
   const stage = (name) => post({ type: 'stage', id, stage: name });
@@ -153,7 +156,9 @@ async function processImage({ id, file, pixels, options }) {
     if (width * height > maxPixels) {
       bitmap.close();
       // Same wording as the engine, which had no header parser for this format.
-      throw Object.assign(new Error(`the image is too large: ${width}x${height} = ${width * height} pixels, the limit is ${maxPixels}`), { name: 'too-many-pixels' });
+      throw Object.assign(new Error(`the image is too large: ${width}x${height} = ${width * height} pixels, the limit is ${maxPixels}`), {
+        name: 'too-many-pixels',
+      });
     }
     const canvas = new OffscreenCanvas(width, height);
     const context = canvas.getContext('2d', { willReadFrequently: true });
@@ -172,8 +177,15 @@ async function processImage({ id, file, pixels, options }) {
 function finish(id, output, options) {
   const result = output.takeBytes();
   const mask = options.withMask ? output.takeMaskPng() : null;
+  /** @type {import('./protocol.js').DoneReply} */
   const message = {
-    type: 'done', id, bytes: result.buffer, mime: output.mime, width: output.width, height: output.height, mask: mask && mask.buffer,
+    type: 'done',
+    id,
+    bytes: result.buffer,
+    mime: output.mime,
+    width: output.width,
+    height: output.height,
+    mask: mask && mask.buffer,
     memoryBytes: wasmMemory.buffer.byteLength,
   };
   output.free();
@@ -185,19 +197,19 @@ function isTrap(e) {
   return e instanceof WebAssembly.RuntimeError;
 }
 
-self.onmessage = async ({ data }) => {
+self.onmessage = async (/** @type {MessageEvent<Request>} */ { data }) => {
   try {
     switch (data.type) {
       case 'init':
-        await init();
+        await init(data.id);
         break;
       case 'load-model':
         // One load at a time, in order: a model chosen while another loads waits for it.
         loading = loading.then(async () => {
           try {
-            await loadModel(data.model);
+            await loadModel(data.id, data.model);
           } catch (e) {
-            post({ type: 'model-error', key: data.model.key, message: e.message || String(e), code: e.code || null });
+            post({ type: 'model-error', id: data.id, key: data.model.key, message: e.message || String(e), code: e.code || null });
             if (isTrap(e)) post({ type: 'fatal', message: 'The engine crashed while loading the model.' });
           }
         });
@@ -206,28 +218,27 @@ self.onmessage = async ({ data }) => {
         try {
           await processImage(data);
         } catch (e) {
-          post({ type: 'failed', id: data.id, message: e.message || String(e) });
+          post({ type: 'failed', id: data.id, message: e.message || String(e), code: errorCode(e) });
           if (isTrap(e)) post({ type: 'fatal', message: 'The engine crashed; restarting it.' });
         }
         break;
       case 'profile': {
         // Per-op inference times on already decoded pixels (the benchmark's --profile).
         const { pixels } = data;
-        post({ type: 'profiled', ops: engine.profile(new Uint8Array(pixels.buffer), pixels.width, pixels.height) });
+        post({ type: 'profiled', id: data.id, ops: engine.profile(new Uint8Array(pixels.buffer), pixels.width, pixels.height) });
         break;
       }
       case 'list-models':
-        post({ type: 'models', list: await listCachedModels() });
+        post({ type: 'models', id: data.id, list: await listCachedModels() });
         break;
       case 'delete-model':
         await deleteCachedModel(data.url);
-        post({ type: 'models', list: await listCachedModels() });
+        post({ type: 'models', id: data.id, list: await listCachedModels() });
         break;
       default:
-        throw new Error(`unknown message ${data.type}`);
+        throw new Error(`unknown message ${/** @type {any} */ (data).type}`);
     }
   } catch (e) {
     post({ type: 'fatal', message: e.message || String(e) });
   }
 };
-

@@ -1,5 +1,5 @@
 // The benchmark page: drives the site's own worker (www/dist/worker.js, exactly what the app runs)
-// and peer workers (onnxruntime-web) and returns timings to tests/bench/bench.mjs.
+// and peer workers (onnxruntime-web) and returns timings to bench/bench.mjs.
 import { resolveModel } from '/model-spec.js';
 
 const IMAGE_URL = '/bench-input.jpg';
@@ -25,7 +25,7 @@ function stop(name) {
 
 // Starts the site's worker and loads a model: the start-up a visitor waits for.
 // `threads` / `variant` unset: what the app itself picks (all cores, best build). `site`: the
-// path another build of the site is served at (tests/bench/ab.mjs), else the built one.
+// path another build of the site is served at (bench/ab.mjs), else the built one.
 async function startCutout(name, { modelUrl, sha256, variant, threads, site = '' }) {
   stop(name);
   const started = performance.now();

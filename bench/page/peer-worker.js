@@ -1,4 +1,4 @@
-// The peer: onnxruntime-web (pinned in tests/bench/package.json) in a module worker, as
+// The peer: onnxruntime-web (pinned in bench/package.json) in a module worker, as
 // @imgly/background-removal and transformers.js run it, on the same ONNX file and photo.
 //   page -> worker: {type: 'load', modelUrl, imageUrl, threads} | {type: 'run'}
 //   worker -> page: {type: 'loaded', createMs, threads} | {type: 'ran', inferenceMs, maskMean} | {type: 'error', message}

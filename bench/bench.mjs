@@ -3,7 +3,7 @@
 // headless Chromium session, on the IS-Net models and the example photo. Alternates Cutout and
 // the peer (A B A B), reports medians after one warm-up run each.
 //
-//   node tests/bench/bench.mjs [--runs 3] [--models isnet_quint8.onnx,isnet_fp16.onnx] [--quick] [--profile [build]]
+//   node bench/bench.mjs [--runs 3] [--models isnet_quint8.onnx,isnet_fp16.onnx] [--quick] [--profile [build]]
 // --quick: one run, quint8 only, no SIMD-only comparison (a short smoke run).
 // --profile [simd|relaxed|threads]: also print where Cutout's inference time goes, per op type,
 // inside the browser: on the page's default configuration, or on the named build on one thread.
@@ -12,9 +12,9 @@ import { mkdtempSync, readFileSync, readdirSync, existsSync, rmSync, writeFileSy
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { DIST, ROOT, launch, modelDir, serve } from '../browser/harness.mjs';
-import { ISOLATION_HEADERS } from '../../www/serve.mjs';
-import { readPng, writePng } from '../package/png.mjs';
+import { DIST, ROOT, launch, modelDir, serve } from '../tests/browser/harness.mjs';
+import { ISOLATION_HEADERS } from '../www/serve.mjs';
+import { readPng, writePng } from '../tests/package/png.mjs';
 import { IMAGE, median, option as optionOf, sha256Of } from './common.mjs';
 
 const args = process.argv.slice(2);
@@ -22,7 +22,7 @@ const option = (name, fallback) => optionOf(args, name, fallback);
 const quick = args.includes('--quick');
 const runs = quick ? 1 : Number(option('--runs', 3));
 const modelFiles = option('--models', quick ? 'isnet_quint8.onnx' : 'isnet_quint8.onnx,isnet_fp16.onnx').split(',');
-const ORT_DIST = join(ROOT, 'tests/bench/node_modules/onnxruntime-web/dist');
+const ORT_DIST = join(ROOT, 'bench/node_modules/onnxruntime-web/dist');
 // The native CLI (tract, held to onnxruntime's masks by `make parity`): the browser's mask of the
 // same pixels must stay within the same bound, whichever kernels the wasm build runs.
 const CLI = process.env.CUTOUT_BIN || join(process.env.CARGO_TARGET_DIR || join(ROOT, 'target'), 'release/cutout');
@@ -64,11 +64,11 @@ const models = modelDir();
 if (!models) skip('no IS-Net model in ../shared/models or target/models (models/fetch-isnet.sh)');
 if (!existsSync(IMAGE)) skip(`${IMAGE} not found`);
 if (!existsSync(join(DIST, 'worker.js'))) skip('www/dist is not built (make build)');
-if (!existsSync(ORT_DIST)) skip('onnxruntime-web is not installed (cd tests/bench && npm ci)');
+if (!existsSync(ORT_DIST)) skip('onnxruntime-web is not installed (cd bench && npm ci)');
 
 // The server sends COOP + COEP (cross-origin isolation) by default, so both engines may use threads.
 const server = await serve({
-  mounts: { '/bench': join(ROOT, 'tests/bench/page'), '/ort': ORT_DIST, '/models': models },
+  mounts: { '/bench': join(ROOT, 'bench/page'), '/ort': ORT_DIST, '/models': models },
   handlers: {
     '/bench-input.jpg': (req, res) => res.writeHead(200, { 'Content-Type': 'image/jpeg', ...ISOLATION_HEADERS }).end(readFileSync(IMAGE)),
   },
@@ -86,10 +86,14 @@ try {
   const env = await call('environment');
   const cores = env.cores;
   const threadCounts = [...new Set([1, cores])];
-  console.log(`browser benchmark: ${env.userAgent.match(/Chrome\/[\d.]+/)?.[0] || env.userAgent}, ${cores} cores, ` +
-    `cross-origin isolated: ${env.crossOriginIsolated}, ${cpus()[0].model}`);
-  console.log(`example photo, median of ${runs} after one warm-up, Cutout and onnxruntime-web alternating; ` +
-    `load average before: ${loadBefore.map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(
+    `browser benchmark: ${env.userAgent.match(/Chrome\/[\d.]+/)?.[0] || env.userAgent}, ${cores} cores, ` +
+      `cross-origin isolated: ${env.crossOriginIsolated}, ${cpus()[0].model}`,
+  );
+  console.log(
+    `example photo, median of ${runs} after one warm-up, Cutout and onnxruntime-web alternating; ` +
+      `load average before: ${loadBefore.map((l) => l.toFixed(2)).join(' ')}`,
+  );
 
   const rows = [];
   const startups = [];
@@ -125,7 +129,9 @@ try {
       const total = ops.reduce((sum, op) => sum + op.seconds, 0);
       console.log(`\nCutout ${variant ?? cold.variant}, ${file}: ${total.toFixed(2)} s in ops`);
       for (const op of ops.slice(0, 15)) {
-        console.log(`  ${(100 * op.seconds / total).toFixed(1).padStart(5)}% ${op.seconds.toFixed(3).padStart(7)} s ${String(op.calls).padStart(5)} x ${op.op}`);
+        console.log(
+          `  ${((100 * op.seconds) / total).toFixed(1).padStart(5)}% ${op.seconds.toFixed(3).padStart(7)} s ${String(op.calls).padStart(5)} x ${op.op}`,
+        );
       }
     }
     await call('stop', 'cutout');
@@ -142,8 +148,10 @@ try {
         const result = await call('runCutout', `cutout-${pair.threads}`);
         memoryBytes = Math.max(memoryBytes, result.memoryBytes);
         const ran = await call('runPeer', `peer-${pair.threads}`);
-        process.stderr.write(`  ${file} ${pair.threads} thread(s) round ${round}${round ? '' : ' (warm-up)'}: ` +
-          `Cutout ${seconds(result.inferenceMs)} s, ort-web ${seconds(ran.inferenceMs)} s\n`);
+        process.stderr.write(
+          `  ${file} ${pair.threads} thread(s) round ${round}${round ? '' : ' (warm-up)'}: ` +
+            `Cutout ${seconds(result.inferenceMs)} s, ort-web ${seconds(ran.inferenceMs)} s\n`,
+        );
         if (round === 0) continue;
         pair.inference.push(result.inferenceMs);
         pair.endToEnd.push(result.endToEndMs);
@@ -155,8 +163,13 @@ try {
       await call('stop', `cutout-${pair.threads}`);
       await call('stop', `peer-${pair.threads}`);
       rows.push({
-        file, threads: pair.threads, cutoutThreads: pair.ours.threads, variant: pair.ours.variant,
-        ours: median(pair.inference), endToEnd: median(pair.endToEnd), theirs: median(pair.theirs),
+        file,
+        threads: pair.threads,
+        cutoutThreads: pair.ours.threads,
+        variant: pair.ours.variant,
+        ours: median(pair.inference),
+        endToEnd: median(pair.endToEnd),
+        theirs: median(pair.theirs),
       });
     }
     // The SIMD-only build (browsers without relaxed SIMD), for the quantized model.
@@ -168,29 +181,47 @@ try {
         if (round > 0) times.push(result.inferenceMs);
       }
       await call('stop', 'cutout-simd');
-      rows.push({ file, threads: 1, cutoutThreads: 1, variant: 'simd', ours: median(times), endToEnd: null, theirs: rows.find((r) => r.file === file && r.threads === 1).theirs });
+      rows.push({
+        file,
+        threads: 1,
+        cutoutThreads: 1,
+        variant: 'simd',
+        ours: median(times),
+        endToEnd: null,
+        theirs: rows.find((r) => r.file === file && r.threads === 1).theirs,
+      });
     }
   }
 
-  console.log(`\n${'model'.padEnd(18)} ${pad('threads', 7)} ${pad('build', 8)} ${pad('Cutout s', 9)} ${pad('ort-web s', 9)} ${pad('Cutout/ort', 10)} ${pad('e2e s', 6)}`);
+  console.log(
+    `\n${'model'.padEnd(18)} ${pad('threads', 7)} ${pad('build', 8)} ${pad('Cutout s', 9)} ${pad('ort-web s', 9)} ${pad('Cutout/ort', 10)} ${pad('e2e s', 6)}`,
+  );
   for (const r of rows) {
     const threads = r.cutoutThreads === r.threads ? String(r.threads) : `${r.threads} (${r.cutoutThreads})`;
-    console.log(`${r.file.padEnd(18)} ${pad(threads, 7)} ${pad(r.variant, 8)} ${pad(seconds(r.ours), 9)} ${pad(seconds(r.theirs), 9)} ` +
-      `${pad((r.ours / r.theirs).toFixed(2), 10)} ${pad(r.endToEnd == null ? '-' : seconds(r.endToEnd), 6)}`);
+    console.log(
+      `${r.file.padEnd(18)} ${pad(threads, 7)} ${pad(r.variant, 8)} ${pad(seconds(r.ours), 9)} ${pad(seconds(r.theirs), 9)} ` +
+        `${pad((r.ours / r.theirs).toFixed(2), 10)} ${pad(r.endToEnd == null ? '-' : seconds(r.endToEnd), 6)}`,
+    );
   }
   if (rows.some((r) => r.cutoutThreads !== r.threads)) console.log('  "2 (1)": ort-web on 2 threads, Cutout on the 1 it has');
   console.log('\nstart-up (Cutout: new worker -> model ready; ort-web: InferenceSession.create)');
   for (const { file, cold, second, peerCreateMs } of startups) {
     const line = (s) => `${seconds(s.totalMs)} s (instantiate ${seconds(s.instantiateMs)}, model ${seconds(s.fetchMs)}, prepare ${seconds(s.compileMs)})`;
-    console.log(`  ${file} (${cold.variant} build, ${cold.threads} thread(s)): cold ${line(cold)};\n    second visit ${line(second)}; ort-web create ${seconds(peerCreateMs)} s`);
-    const phases = Object.entries(second.phases || {}).map(([phase, s]) => `${phase} ${s.toFixed(2)}`).join(', ');
+    console.log(
+      `  ${file} (${cold.variant} build, ${cold.threads} thread(s)): cold ${line(cold)};\n    second visit ${line(second)}; ort-web create ${seconds(peerCreateMs)} s`,
+    );
+    const phases = Object.entries(second.phases || {})
+      .map(([phase, s]) => `${phase} ${s.toFixed(2)}`)
+      .join(', ');
     console.log(`    preparing, second visit: ${phases} s`);
   }
   console.log(`\nmask parity, browser vs native CLI on the same decoded pixels (bound: mean 1 level = 1/255)`);
   if (!existsSync(CLI)) console.log(`  skipped: no CLI at ${CLI} (make cli)`);
   for (const p of parities) console.log(`  ${p.file} (${p.variant} build): mean |delta alpha| ${p.mean.toFixed(4)} levels, max ${p.max}`);
   console.log(`\nwasm linear memory after the runs (Cutout's peak): ${(memoryBytes / 1e6).toFixed(0)} MB`);
-  for (const dir of readdirSync(DIST).filter((d) => d.startsWith('pkg-')).sort()) {
+  for (const dir of readdirSync(DIST)
+    .filter((d) => d.startsWith('pkg-'))
+    .sort()) {
     const wasm = readFileSync(join(DIST, dir, 'cutout_wasm_bg.wasm'));
     console.log(`wasm ${dir}: ${(wasm.length / 1e6).toFixed(2)} MB raw, ${(gzipSync(wasm, { level: 9 }).length / 1e6).toFixed(2)} MB gzipped`);
   }

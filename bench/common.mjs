@@ -1,7 +1,7 @@
 // Pieces both benchmark scripts (bench.mjs, ab.mjs) share.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, SHARED } from '../browser/harness.mjs';
+import { ROOT, SHARED } from '../tests/browser/harness.mjs';
 
 export const IMAGE = join(SHARED, 'eval/example_input.jpg');
 

@@ -3,7 +3,7 @@
 Inference time only (the CLI's --timings), median of several runs after a warm-up, on the
 example photo. Prints a table with the ratio tract / onnxruntime (below 1 = Cutout faster).
 
-    .venv/bin/python tests/python/bench_native.py [--runs 3] [--threads 1 2] [--models F ...]
+    .venv/bin/python bench/bench_native.py [--runs 3] [--threads 1 2] [--models F ...]
 """
 
 import argparse
@@ -15,8 +15,10 @@ import sys
 import tempfile
 import time
 
-from common import CLI, SHARED, find_model
-from reference import Reference, load_rgb, preprocess
+# The BRIA reference and the test helpers live with the parity tests.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests', 'python'))
+from common import CLI, SHARED, find_model  # noqa: E402
+from reference import Reference, load_rgb, preprocess  # noqa: E402
 
 
 def tract_times(model, image, threads, runs):

@@ -1,0 +1,2 @@
+// build.sh vendors the library here.
+export * from 'client-zip';
