@@ -79,19 +79,6 @@ impl Error {
         }
     }
 
-    /// Whether the fault is in the input image (as opposed to the model, the options or us).
-    pub fn is_bad_input(&self) -> bool {
-        matches!(
-            self,
-            Error::EmptyInput
-                | Error::NotAnImage { .. }
-                | Error::ZeroSize { .. }
-                | Error::TooManyPixels { .. }
-                | Error::CorruptImage { .. }
-                | Error::BadPixelBuffer { .. }
-        )
-    }
-
     /// Whether the fault is in the model file (or its manifest entry).
     pub fn is_bad_model(&self) -> bool {
         matches!(

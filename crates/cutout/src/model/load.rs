@@ -101,22 +101,22 @@ fn build(onnx_bytes: &[u8], entry: &ModelEntry) -> Result<Model> {
     let (mut typed, widened_fp16) = into_typed(model)?;
     phases.typing = laps.lap();
     let settings = tract_settings().map_err(|e| bad_model("tract settings", format!("{e:#}")))?;
-    let plan = settings.enter(|| -> Result<_> {
+    let (plan, mask_size) = settings.enter(|| -> Result<_> {
         crate::optimise::declutter(&mut typed).map_err(|e| failed("decluttering", e))?;
         phases.declutter = laps.lap();
         crate::ops::before_codegen(&mut typed).map_err(|e| failed("rewriting", e))?;
         phases.rewrite = laps.lap();
         optimise(&mut typed).map_err(|e| failed("optimising", e))?;
         phases.optimise = laps.lap();
-        let plan = plan(typed)?;
+        let planned = plan(typed)?;
         phases.plan = laps.lap();
-        Ok(plan)
+        Ok(planned)
     })?;
     let mut entry = entry.clone();
     entry.input.width = width as u32;
     entry.input.height = height as u32;
     Ok(Model {
-        mask_size: mask_size(&plan)?,
+        mask_size,
         plan,
         entry,
         input_size: (width, height),
@@ -246,8 +246,9 @@ fn optimise(typed: &mut TypedModel) -> TractResult<()> {
     crate::ops::after_codegen(typed)
 }
 
-/// Step 8: the runnable plan, once its single output is known to be an f32 mask.
-fn plan(optimised: TypedModel) -> Result<Arc<TypedRunnableModel>> {
+/// Step 8: the runnable plan, once its single output is known to be an f32 mask, and that
+/// mask's (width, height).
+fn plan(optimised: TypedModel) -> Result<(Arc<TypedRunnableModel>, (usize, usize))> {
     let out_fact = optimised
         .output_fact(0)
         .map_err(|e| bad_model("output", e))?;
@@ -257,19 +258,11 @@ fn plan(optimised: TypedModel) -> Result<Arc<TypedRunnableModel>> {
             format!("the mask is {:?}, expected f32", out_fact.datum_type),
         ));
     }
-    mask_dims(out_fact)?;
-    optimised
+    let mask_size = mask_dims(out_fact)?;
+    let plan = optimised
         .into_runnable()
-        .map_err(|e| bad_model("preparing the plan", format!("{e:#}")))
-}
-
-/// (width, height) of the plan's mask output.
-fn mask_size(plan: &TypedRunnableModel) -> Result<(usize, usize)> {
-    mask_dims(
-        plan.model()
-            .output_fact(0)
-            .map_err(|e| bad_model("output", e))?,
-    )
+        .map_err(|e| bad_model("preparing the plan", format!("{e:#}")))?;
+    Ok((plan, mask_size))
 }
 
 /// (width, height) of a mask output shaped `[h, w]`, `[1, h, w]` or `[1, 1, h, w]`.
