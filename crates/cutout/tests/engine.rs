@@ -8,6 +8,24 @@ use cutout::{
 use cutout_testkit::{self as corpus, encode, red_square_on_blue, TinyModel};
 use image::{GrayImage, ImageFormat, Rgba, RgbaImage};
 
+/// The pipeline without progress reports: the rendered result, or the encoded file.
+trait RunQuietly {
+    fn render(&self, image: &RgbaImage, options: &Options) -> cutout::Result<Rendered>;
+    fn process(&self, bytes: &[u8], options: &Options) -> cutout::Result<Vec<u8>>;
+}
+
+impl RunQuietly for Session {
+    fn render(&self, image: &RgbaImage, options: &Options) -> cutout::Result<Rendered> {
+        self.run(Input::Pixels(image), options, &mut |_| {})
+            .map(|c| c.image)
+    }
+
+    fn process(&self, bytes: &[u8], options: &Options) -> cutout::Result<Vec<u8>> {
+        self.run(Input::Encoded(bytes), options, &mut |_| {})
+            .map(|c| c.encoded)
+    }
+}
+
 /// The final alpha of `image` through the whole pipeline.
 fn alpha(s: &Session, image: &RgbaImage) -> GrayImage {
     s.run(Input::Pixels(image), &Options::default(), &mut |_| {})
@@ -62,12 +80,7 @@ fn cutout_of_every_input_format_keeps_size_subject_and_transparency() {
         ImageFormat::Gif,
     ] {
         let out = s
-            .run(
-                Input::Encoded(&encode(&image, format)),
-                &Options::default(),
-                &mut |_| {},
-            )
-            .map(|c| c.encoded)
+            .process(&encode(&image, format), &Options::default())
             .unwrap_or_else(|e| panic!("{format:?}: {e}"));
         assert_cutout(&out, 80, 60);
     }
@@ -95,12 +108,10 @@ fn mask_only_is_an_8bit_grey_png() {
         ..Options::default()
     };
     let out = s
-        .run(
-            Input::Encoded(&encode(&red_square_on_blue(50, 30), ImageFormat::Png)),
+        .process(
+            &encode(&red_square_on_blue(50, 30), ImageFormat::Png),
             &options,
-            &mut |_| {},
         )
-        .map(|c| c.encoded)
         .unwrap();
     let decoded = image::load_from_memory(&out).unwrap();
     assert_eq!(decoded.color(), image::ColorType::L8);
@@ -124,12 +135,10 @@ fn background_colour_fills_the_transparent_part() {
         ..Options::default()
     };
     let out = s
-        .run(
-            Input::Encoded(&encode(&red_square_on_blue(40, 40), ImageFormat::Png)),
+        .process(
+            &encode(&red_square_on_blue(40, 40), ImageFormat::Png),
             &options,
-            &mut |_| {},
         )
-        .map(|c| c.encoded)
         .unwrap();
     let img = image::load_from_memory(&out).unwrap().to_rgba8();
     assert_eq!(img.get_pixel(0, 0), &Rgba([255, 255, 255, 255]));
@@ -142,15 +151,13 @@ fn crop_keeps_the_subject_and_the_margin() {
     let s = session(TinyModel::default());
     let image = red_square_on_blue(100, 80); // subject: x 25..75, y 20..60
     let rendered = s
-        .run(
-            Input::Pixels(&image),
+        .render(
+            &image,
             &Options {
                 crop_margin: Some(0),
                 ..Options::default()
             },
-            &mut |_| {},
         )
-        .map(|c| c.image)
         .unwrap();
     let (w, h) = rendered.dimensions();
     assert!(
@@ -158,27 +165,23 @@ fn crop_keeps_the_subject_and_the_margin() {
         "cropped to {w}x{h}"
     );
     let with_margin = s
-        .run(
-            Input::Pixels(&image),
+        .render(
+            &image,
             &Options {
                 crop_margin: Some(5),
                 ..Options::default()
             },
-            &mut |_| {},
         )
-        .map(|c| c.image)
         .unwrap();
     assert_eq!(with_margin.dimensions(), (w + 10, h + 10));
     let huge_margin = s
-        .run(
-            Input::Pixels(&image),
+        .render(
+            &image,
             &Options {
                 crop_margin: Some(1000),
                 ..Options::default()
             },
-            &mut |_| {},
         )
-        .map(|c| c.image)
         .unwrap();
     assert_eq!(
         huge_margin.dimensions(),
@@ -192,16 +195,13 @@ fn crop_with_no_subject_says_so() {
     let s = session(TinyModel::default());
     // All blue but not flat (a flat mask is kept, not stretched): the mask stays near zero.
     let image = RgbaImage::from_fn(30, 30, |x, _| Rgba([0, 0, 200 + (x as u8 % 2), 255]));
-    let err = s
-        .run(
-            Input::Pixels(&image),
-            &Options {
-                crop_margin: Some(0),
-                ..Options::default()
-            },
-            &mut |_| {},
-        )
-        .map(|c| c.image);
+    let err = s.render(
+        &image,
+        &Options {
+            crop_margin: Some(0),
+            ..Options::default()
+        },
+    );
     // min-max stretches even tiny differences; what matters is a clear error or a valid crop.
     if let Err(e) = err {
         assert!(e.to_string().contains("no subject"), "{e}");
@@ -218,11 +218,7 @@ fn existing_transparency_is_kept() {
             image.get_pixel_mut(x, y)[3] = 0;
         }
     }
-    let Rendered::Rgba(out) = s
-        .run(Input::Pixels(&image), &Options::default(), &mut |_| {})
-        .map(|c| c.image)
-        .unwrap()
-    else {
+    let Rendered::Rgba(out) = s.render(&image, &Options::default()).unwrap() else {
         panic!("cutout is RGBA")
     };
     assert_eq!(
@@ -259,20 +255,15 @@ fn raw_rgba_pixels_are_accepted_and_checked() {
 fn webp_output_is_lossless() {
     let s = session(TinyModel::default());
     let image = red_square_on_blue(40, 30);
-    let png = s
-        .run(Input::Pixels(&image), &Options::default(), &mut |_| {})
-        .map(|c| c.image)
-        .unwrap();
+    let png = s.render(&image, &Options::default()).unwrap();
     let webp = s
-        .run(
-            Input::Encoded(&encode(&image, ImageFormat::Png)),
+        .process(
+            &encode(&image, ImageFormat::Png),
             &Options {
                 format: OutputFormat::WebpLossless,
                 ..Options::default()
             },
-            &mut |_| {},
         )
-        .map(|c| c.encoded)
         .unwrap();
     let Rendered::Rgba(expected) = png else {
         panic!()
@@ -297,10 +288,7 @@ fn exif_orientation_is_applied() {
         "orientation 6 turns the image upright"
     );
     let s = session(TinyModel::default());
-    let out = s
-        .run(Input::Encoded(&rotated), &Options::default(), &mut |_| {})
-        .map(|c| c.encoded)
-        .unwrap();
+    let out = s.process(&rotated, &Options::default()).unwrap();
     assert_cutout(&out, 20, 60);
 }
 
@@ -308,12 +296,10 @@ fn exif_orientation_is_applied() {
 fn one_pixel_image_works() {
     let s = session(TinyModel::default());
     let out = s
-        .run(
-            Input::Encoded(&encode(&red_square_on_blue(1, 1), ImageFormat::Png)),
+        .process(
+            &encode(&red_square_on_blue(1, 1), ImageFormat::Png),
             &Options::default(),
-            &mut |_| {},
         )
-        .map(|c| c.encoded)
         .unwrap();
     assert_eq!(
         image::load_from_memory(&out)
@@ -331,14 +317,7 @@ fn pixel_limit_applies_to_raw_pixels_too() {
         max_pixels: 100,
         ..Options::default()
     };
-    let err = s
-        .run(
-            Input::Pixels(&red_square_on_blue(20, 10)),
-            &options,
-            &mut |_| {},
-        )
-        .map(|c| c.image)
-        .unwrap_err();
+    let err = s.render(&red_square_on_blue(20, 10), &options).unwrap_err();
     assert!(matches!(err, Error::TooManyPixels { .. }), "{err}");
 }
 
@@ -427,8 +406,7 @@ fn bad_input_corpus_fails_cleanly() {
     let s = session(TinyModel::default());
     for bad in corpus::bad_input_corpus() {
         let err = s
-            .run(Input::Encoded(&bad.bytes), &Options::default(), &mut |_| {})
-            .map(|c| c.encoded)
+            .process(&bad.bytes, &Options::default())
             .expect_err(bad.file_name)
             .to_string();
         assert!(err.contains(bad.expected), "{}: {err}", bad.file_name);
