@@ -86,8 +86,11 @@ parity: venv cli
 
 test: tools venv test-models rust-tests parity build wasm-tests browser-tests package-tests
 
-eval: venv cli
-	$(PYTHON) tests/python/eval.py
+# Quality per eval set and model (../shared/eval): reference, raw and refined side by side.
+# EVAL_ARGS="--limit 0" runs every image (default: 40 per set, evenly spaced).
+eval: venv
+	cargo build --release -p cutout --features multithread --example eval_masks
+	$(PYTHON) tests/python/eval.py $(EVAL_ARGS)
 
 bench/node_modules/.installed: bench/package-lock.json
 	cd bench && npm ci --no-audit --no-fund --silent

@@ -28,7 +28,7 @@ DECODER_BOUND = 8.0  # regression bound for the own-decoder run (measured ~4-5)
 
 def compare(images, model, reference, title):
     started = time.time()
-    ours = cutout_masks(images, model)
+    ours = cutout_masks(images, model, extra=["--no-refine"])  # the reference has no refinement
     ours_time = time.time() - started
     started = time.time()
     rows = []

@@ -18,7 +18,7 @@ const template = `
   </figure>`;
 
 export class CutoutImage extends HTMLElement {
-  static observedAttributes = ['src', 'model', 'sha256', 'output', 'background', 'crop'];
+  static observedAttributes = ['src', 'model', 'sha256', 'output', 'background', 'crop', 'no-refine'];
 
   constructor() {
     super();
@@ -61,6 +61,7 @@ export class CutoutImage extends HTMLElement {
         output: /** @type {'png' | 'webp' | 'mask'} */ (this.getAttribute('output') || 'png'),
         background: this.getAttribute('background') || null,
         crop: this.hasAttribute('crop') ? Number(this.getAttribute('crop')) || true : false,
+        refine: !this.hasAttribute('no-refine'),
         signal: controller.signal,
         onProgress: ({ stage, loaded, total }) => {
           progress.value = total ? loaded / total : 0;

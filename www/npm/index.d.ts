@@ -21,6 +21,12 @@ export interface Options {
   crop?: boolean | number;
   /** Largest image accepted, in pixels (default 50 000 000). */
   maxPixels?: number;
+  /**
+   * Edge refinement (default true): the mask follows the photo's edges at full size and
+   * semi-transparent pixels get the subject's colour, not the old background's. false gives the
+   * reference pipeline's values.
+   */
+  refine?: boolean;
   /** Where manifest models are hosted (`<base>/<file>`), instead of their default URLs. */
   modelBaseUrl?: string | null;
   onProgress?: (progress: Progress) => void;

@@ -83,13 +83,15 @@ function engineOptions(options) {
     background: options.background || null,
     crop: options.crop ?? false,
     maxPixels: options.maxPixels,
+    refine: options.refine ?? true,
     withMask: false,
   };
 }
 
 /**
  * Removes the background of `input` and resolves to the result as a Blob (PNG by default).
- * Options: model, output ('png' | 'webp' | 'mask'), background, crop, maxPixels, onProgress, signal.
+ * Options: model, output ('png' | 'webp' | 'mask'), background, crop, maxPixels, refine (edge
+ * refinement, default true), onProgress, signal.
  */
 export function removeBackground(input, options = {}) {
   const onProgress = options.onProgress || (() => {});

@@ -133,6 +133,7 @@ export function removeBackground(input, options = {}) {
       background: options.background || null,
       crop: options.crop ?? false,
       maxPixels: options.maxPixels,
+      refine: options.refine ?? true,
     };
     const copy = new Uint8Array(bytes); // transferred to the engine thread; the caller keeps its buffer
     const { bytes: result, mime } = await request(

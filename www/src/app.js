@@ -320,6 +320,7 @@ function options() {
     output: kind,
     background: kind !== 'mask' && $('bg-enabled').checked ? $('bg-colour').value : null,
     crop: $('crop-enabled').checked ? Math.max(0, Number($('crop-margin').value) || 0) : false,
+    refine: $('refine-enabled').checked,
   };
 }
 

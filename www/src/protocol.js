@@ -43,6 +43,7 @@ export const STAGES = /** @type {const} */ (['decode', 'preprocess', 'inference'
  * @property {string | null} [background] fill colour, or null for transparency
  * @property {boolean | number} [crop] crop to the subject: true, or a margin in pixels
  * @property {number} [maxPixels] largest image accepted (default 50 000 000)
+ * @property {boolean} [refine] edge refinement (default true); false gives the reference's values
  * @property {boolean} [withMask] also return the mask as a PNG
  */
 

@@ -81,6 +81,11 @@ struct Args {
     #[arg(long, value_name = "PX", default_value_t = 0, requires = "crop")]
     crop_margin: u32,
 
+    /// No edge refinement: the mask resized as the reference does, and semi-transparent pixels
+    /// keep the photo's colours (the old background's mixed in)
+    #[arg(long)]
+    no_refine: bool,
+
     /// Output format: png or webp (lossless); default from the -o extension, else png
     #[arg(long, value_name = "png|webp")]
     format: Option<String>,
@@ -271,6 +276,7 @@ fn run(mut args: Args) -> Result<ExitCode, CliError> {
         crop_margin: args.crop.then_some(args.crop_margin),
         format,
         max_pixels: args.max_pixels,
+        refine: !args.no_refine,
     };
 
     let expanded = inputs::expand(&args.inputs);

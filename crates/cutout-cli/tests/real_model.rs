@@ -196,3 +196,65 @@ fn real_photos_get_opaque_subjects_and_transparent_backgrounds() {
 /// crowd), means 0.90 subject / 0.98 background / 0.77 IoU. A broken pipeline (flipped or shifted
 /// mask, wrong normalisation) lands far below these.
 const BACKGROUND_MIN_PER_FRAME: f64 = 0.70;
+
+/// Edge refinement, as a user sees it: the semi-transparent pixels of the default cutout carry
+/// less of the old background's colour than those of `--no-refine` (the reference's values), and
+/// the subject and the background stay where they were.
+#[test]
+fn refined_edges_carry_less_of_the_old_background() {
+    let Some(model) = real_model("isnet_fp16.onnx") else {
+        return;
+    };
+    let Some(example) = shared_dir()
+        .map(|d| d.join("eval/example_input.jpg"))
+        .filter(|p| p.is_file())
+    else {
+        eprintln!("\n*** SKIPPING refinement test: ../shared/eval is not available ***\n");
+        return;
+    };
+    let dir = temp_dir("real-model-refine");
+    for (output, extra) in [("refined.png", None), ("raw.png", Some("--no-refine"))] {
+        let mut args = vec!["-q", "-m", model.to_str().unwrap()];
+        args.extend(["-i", example.to_str().unwrap(), "-o", output]);
+        args.extend(extra);
+        let out = run_cli(CLI, &dir, &args);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        assert_example_cutout(&dir.join(output));
+    }
+    let photo = image::open(&example).unwrap().to_rgba8();
+    // The old background: the photo's top-left corner, plain sky.
+    let background: Vec<f64> = (0..3)
+        .map(|c| {
+            let patch = (0..32).flat_map(|y| (0..32).map(move |x| (x, y)));
+            patch
+                .map(|(x, y)| photo.get_pixel(x, y)[c] as f64)
+                .sum::<f64>()
+                / 1024.0
+        })
+        .collect();
+    // Mean closeness to it (1 = the background's colour, 0 = 255 levels away) of the edge pixels.
+    let closeness = |path: &Path| {
+        let cutout = decoded_output(path);
+        let (mut sum, mut count) = (0.0, 0usize);
+        for p in cutout.pixels().filter(|p| p[3] > 0 && p[3] < 255) {
+            let distance = (0..3)
+                .map(|c| (p[c] as f64 - background[c]).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            sum += 1.0 - (distance / 255.0).min(1.0);
+            count += 1;
+        }
+        assert!(count > 1000, "{}: an edge", path.display());
+        sum / count as f64
+    };
+    let (refined, raw) = (
+        closeness(&dir.join("refined.png")),
+        closeness(&dir.join("raw.png")),
+    );
+    // Measured: raw 0.189, refined 0.130.
+    println!("closeness of edge pixels to the old background: raw {raw:.3}, refined {refined:.3}");
+    assert!(
+        refined < 0.85 * raw,
+        "refinement should move edge colours away from the background: raw {raw:.3}, refined {refined:.3}"
+    );
+}

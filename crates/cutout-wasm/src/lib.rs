@@ -88,7 +88,7 @@ pub fn probe_dimensions_js(bytes: &[u8], max_pixels: f64) -> Result<Vec<u32>, En
 }
 
 /// Options as JS passes them: `{ output: "png" | "webp" | "mask", background: "#fff",
-/// crop: false | true | marginPx, maxPixels, withMask }`.
+/// crop: false | true | marginPx, maxPixels, refine: true | false, withMask }`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 struct JsOptions {
@@ -96,6 +96,7 @@ struct JsOptions {
     background: Option<String>,
     crop: Option<CropOption>,
     max_pixels: Option<f64>,
+    refine: Option<bool>,
     with_mask: bool,
 }
 
@@ -145,6 +146,7 @@ impl JsOptions {
             }
             options.max_pixels = max as u64;
         }
+        options.refine = js.refine.unwrap_or(true);
         Ok((options, js.with_mask))
     }
 }

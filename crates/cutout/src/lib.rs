@@ -12,6 +12,7 @@ pub mod model;
 mod ops;
 mod optimise;
 pub mod pipeline;
+pub mod refine;
 mod resize;
 // The engine's unit tests run in headless Chromium too (`make wasm-tests`).
 #[cfg(all(test, target_arch = "wasm32"))]
@@ -24,7 +25,9 @@ pub use image;
 pub use image_io::{decode, OutputFormat, DEFAULT_MAX_PIXELS};
 pub use manifest::{Manifest, ModelEntry};
 pub use model::{LoadPhases, Model, OpProfile};
-pub use pipeline::{parse_colour, Cutout, Input, Options, OutputKind, Rendered, Session, Stage};
+pub use pipeline::{
+    parse_colour, Cutout, Input, ModelMask, Options, OutputKind, Rendered, Session, Stage,
+};
 
 #[cfg(feature = "multithread")]
 pub use model::set_threads;

@@ -2,6 +2,9 @@
 //! decode -> RGB -> bilinear resize to the model size (PyTorch semantics) -> truncate to u8 ->
 //! normalise -> infer -> bilinear resize of the mask to the original size -> min-max ->
 //! truncate to u8 -> alpha = mask x original alpha -> render (cutout, mask, background, crop) -> encode.
+//! With `Options::refine` (the default) the mask's resize follows the photo's edges and the cutout's
+//! semi-transparent pixels get the subject's colour (crate::refine); without it every value is the
+//! reference's.
 
 use image::{GrayImage, Rgba, RgbaImage};
 
@@ -9,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::image_io::{self, OutputFormat};
 use crate::manifest::{Normalisation, OutputSpec};
 use crate::model::Model;
+use crate::refine;
 use crate::resize::bilinear_planar;
 
 /// Stages reported to progress callbacks, in order.
@@ -61,6 +65,9 @@ pub struct Options {
     pub crop_margin: Option<u32>,
     pub format: OutputFormat,
     pub max_pixels: u64,
+    /// Edge refinement (guided upsampling of the mask, the subject's colour in semi-transparent
+    /// pixels); off gives the reference pipeline's values.
+    pub refine: bool,
 }
 
 impl Default for Options {
@@ -71,6 +78,7 @@ impl Default for Options {
             crop_margin: None,
             format: OutputFormat::Png,
             max_pixels: image_io::DEFAULT_MAX_PIXELS,
+            refine: true,
         }
     }
 }
@@ -105,6 +113,33 @@ pub fn preprocess(
     planes
 }
 
+/// The raw model output as probabilities on the model's grid: the sigmoid if the graph has none,
+/// then the reference's min-max stretch.
+pub fn unit_mask(raw_mask: &[f32], spec: &OutputSpec) -> Vec<f32> {
+    let mut mask: Vec<f32> = if spec.sigmoid_applied {
+        raw_mask.to_vec()
+    } else {
+        raw_mask.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect()
+    };
+    stretch(&mut mask, spec);
+    mask
+}
+
+/// BRIA's min-max stretch, where the spec asks for it; values end in [0, 1].
+fn stretch(values: &mut [f32], spec: &OutputSpec) {
+    let (lo, hi) = values
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(*v), hi.max(*v))
+        });
+    // A flat mask cannot be stretched (BRIA's code would divide by zero): keep it as it is.
+    let stretch = spec.min_max_normalise && hi - lo > f32::EPSILON;
+    for v in values {
+        let unit = if stretch { (*v - lo) / (hi - lo) } else { *v };
+        *v = unit.clamp(0.0, 1.0);
+    }
+}
+
 /// Turns the raw model output into an 8-bit mask at the original size, as BRIA's
 /// `postprocess_image` does: bilinear resize, min-max stretch, x255, truncate.
 pub fn postprocess(
@@ -114,7 +149,7 @@ pub fn postprocess(
     spec: &OutputSpec,
 ) -> GrayImage {
     let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
-    let resized = bilinear_planar(
+    let mut resized = bilinear_planar(
         1,
         (mask_w, mask_h),
         (width as usize, height as usize),
@@ -127,20 +162,8 @@ pub fn postprocess(
             }
         },
     );
-    let (lo, hi) = resized
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
-            (lo.min(*v), hi.max(*v))
-        });
-    // A flat mask cannot be stretched (BRIA's code would divide by zero): keep it as it is.
-    let stretch = spec.min_max_normalise && hi - lo > f32::EPSILON;
-    let pixels = resized
-        .iter()
-        .map(|v| {
-            let unit = if stretch { (v - lo) / (hi - lo) } else { *v };
-            (unit.clamp(0.0, 1.0) * 255.0) as u8
-        })
-        .collect();
+    stretch(&mut resized, spec);
+    let pixels = resized.iter().map(|v| (v * 255.0) as u8).collect();
     GrayImage::from_raw(width, height, pixels).expect("buffer sized from the dimensions")
 }
 
@@ -314,8 +337,12 @@ impl Session {
                 max_pixels: options.max_pixels,
             });
         }
-        let alpha = self.segment(image, progress)?;
-        let rendered = render(image, &alpha, options)?;
+        let alpha = self
+            .model_mask(image, progress)?
+            .alpha(image, options.refine);
+        let foreground = (options.refine && options.kind == OutputKind::Cutout)
+            .then(|| refine::estimate_foreground(image, &alpha));
+        let rendered = render(foreground.as_ref().unwrap_or(image), &alpha, options)?;
         progress(Stage::Encode);
         Ok(Cutout {
             encoded: rendered.encode(options.format)?,
@@ -335,8 +362,13 @@ impl Session {
         self.model.profile(input)
     }
 
-    /// The final alpha mask (subject = 255) of `image`, at its own size.
-    fn segment(&self, image: &RgbaImage, progress: &mut dyn FnMut(Stage)) -> Result<GrayImage> {
+    /// The model's mask of `image` (preprocess and inference), before it is brought to the
+    /// image's size: what [`ModelMask::alpha`] turns into the final alpha, as often as needed.
+    pub fn model_mask(
+        &self,
+        image: &RgbaImage,
+        progress: &mut dyn FnMut(Stage),
+    ) -> Result<ModelMask> {
         if image.width() == 0 || image.height() == 0 {
             return Err(Error::ZeroSize {
                 width: image.width(),
@@ -349,14 +381,33 @@ impl Session {
         progress(Stage::Inference);
         let raw = self.model.infer(input)?;
         progress(Stage::Postprocess);
-        let mut mask = postprocess(
-            &raw,
-            self.model.mask_size(),
-            image.dimensions(),
-            &entry.output,
-        );
+        Ok(ModelMask {
+            raw,
+            size: self.model.mask_size(),
+            spec: entry.output.clone(),
+        })
+    }
+}
+
+/// A model's raw output on its own grid, for one image.
+#[derive(Debug, Clone)]
+pub struct ModelMask {
+    raw: Vec<f32>,
+    size: (usize, usize),
+    spec: OutputSpec,
+}
+
+impl ModelMask {
+    /// The final alpha (subject = 255) at `image`'s size, times its own alpha: guided by its
+    /// colours with `refine`, else resized as the reference does.
+    pub fn alpha(&self, image: &RgbaImage, refine: bool) -> GrayImage {
+        let mut mask = if refine {
+            refine::upsample(&unit_mask(&self.raw, &self.spec), self.size, image)
+        } else {
+            postprocess(&self.raw, self.size, image.dimensions(), &self.spec)
+        };
         combine_alpha(&mut mask, image);
-        Ok(mask)
+        mask
     }
 }
 
