@@ -8,7 +8,8 @@ default), side by side:
   (decoded by another decoder: 1-level differences); 1.0 is a perfectly stable model;
 - spill: the ground-truth subject composited over magenta and cut out again; how much magenta
   (min(R, B) - G beyond the photo's own, in levels) the semi-transparent pixels of the result
-  still show, weighted by their alpha. Lower is better.
+  near the true edge (the edge MAE's band) still show, weighted by their alpha. Lower is better.
+  Semi-transparent pixels far from the edge are mask errors, which IoU and MAE count.
 
     .venv/bin/python tests/python/eval.py [--sets ...] [--models ...] [--limit N] [--markdown F]
 """
@@ -59,9 +60,10 @@ def magenta(colours):
     return np.clip(np.minimum(colours[..., 0], colours[..., 2]) - colours[..., 1], 0, None)
 
 
-def spill(alpha, colours, photo):
-    """Mean magenta beyond the photo's own in the semi-transparent pixels, weighted by alpha."""
-    partial = (alpha > 0) & (alpha < 255)
+def spill(alpha, colours, photo, band):
+    """Mean magenta beyond the photo's own in the semi-transparent pixels of `band`, weighted by
+    alpha."""
+    partial = (alpha > 0) & (alpha < 255) & band
     if not partial.any():
         return 0.0
     weight = alpha[partial].astype(np.float32) / 255.0
@@ -133,9 +135,9 @@ def evaluate(model, reference, pairs):
         (raw, refined, _), (raw_png, refined_png, _) = jpeg[i], png[i]
         magenta_raw, magenta_refined, magenta_colours = over_magenta[i]
         for name, alpha, stable, spilled in [
-            ("reference", reference_masks[i], None, spill(reference_magenta[i], composite_colours[i], originals[i])),
-            ("raw", raw, iou(raw, raw_png), spill(magenta_raw, composite_colours[i], originals[i])),
-            ("refined", refined, iou(refined, refined_png), spill(magenta_refined, magenta_colours, originals[i])),
+            ("reference", reference_masks[i], None, spill(reference_magenta[i], composite_colours[i], originals[i], band)),
+            ("raw", raw, iou(raw, raw_png), spill(magenta_raw, composite_colours[i], originals[i], band)),
+            ("refined", refined, iou(refined, refined_png), spill(magenta_refined, magenta_colours, originals[i], band)),
         ]:
             rows[name].append((iou(alpha, truth), mae(alpha, truth), mae(alpha, truth, band), stable, spilled))
     return rows, cutout_time / (3 * count), reference_time / (2 * count)

@@ -179,6 +179,17 @@ fn errors_are_js_errors_with_clear_messages() {
     ));
     assert!(err.contains("is not a colour"), "{err}");
     let err = message(engine.process_rgba(
+        red_square(4, 4).into_raw(),
+        4,
+        4,
+        options(r#"{"refine":"yes"}"#),
+        None,
+    ));
+    assert!(
+        err.contains("invalid options") && err.contains("boolean"),
+        "{err}"
+    );
+    let err = message(engine.process_rgba(
         red_square(20, 20).into_raw(),
         20,
         20,
