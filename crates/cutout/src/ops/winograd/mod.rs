@@ -100,6 +100,9 @@ pub trait Element:
     type Sum: Datum + Copy + Default + PartialEq + Send + Sync;
     /// Channels multiplied per step (`pmaddwd` multiplies pairs).
     const GROUP: usize;
+    /// Whether F(4x4) tiles can hold this type's values; where not, its code is not even
+    /// compiled for the type (two tilings' loops in one op changed the quantised op's inlining).
+    const WIDE_TILES: bool;
     /// Input channels summed before the outputs are transformed back (see the i16 impl).
     const MAX_CHANNELS_PER_BLOCK: usize;
     const OP_NAME: &'static str;
@@ -130,6 +133,7 @@ pub trait Element:
 impl Element for i16 {
     type Sum = i32;
     const GROUP: usize = 2;
+    const WIDE_TILES: bool = false;
     /// Beyond this many input channels the i32 sums of `4 Σ (x - x0)(k - k0)` could overflow for
     /// adversarial inputs (|x - x0|, |k - k0| ≤ 255, 9 taps), so the channels are summed in
     /// blocks of at most this many and the blocks' exact results added.
@@ -228,6 +232,7 @@ impl Dequantize {
 impl Element for f32 {
     type Sum = f32;
     const GROUP: usize = 1;
+    const WIDE_TILES: bool = true;
     const MAX_CHANNELS_PER_BLOCK: usize = usize::MAX;
     const OP_NAME: &'static str = "WinogradConvF32";
 

@@ -44,8 +44,10 @@ impl<T: Element> WinogradConv<T> {
         inputs: &mut Vec<T>,
     ) {
         match self.tiling {
-            Tiling::F2 => self.transform_inputs_sized::<2, 4>(padded, block, tiles, inputs),
-            Tiling::F4 => self.transform_inputs_sized::<4, 6>(padded, block, tiles, inputs),
+            Tiling::F4 if T::WIDE_TILES => {
+                self.transform_inputs_sized::<4, 6>(padded, block, tiles, inputs)
+            }
+            _ => self.transform_inputs_sized::<2, 4>(padded, block, tiles, inputs),
         }
     }
 
@@ -157,10 +159,10 @@ impl<T: Element> WinogradConv<T> {
         output: &SharedOutput<T::Sum>,
     ) {
         match self.tiling {
-            Tiling::F2 => self.transform_outputs_sized::<F, 2, 4>(
+            Tiling::F4 if T::WIDE_TILES => self.transform_outputs_sized::<F, 4, 6>(
                 row_panel, products, tiles, size, stage, output,
             ),
-            Tiling::F4 => self.transform_outputs_sized::<F, 4, 6>(
+            _ => self.transform_outputs_sized::<F, 2, 4>(
                 row_panel, products, tiles, size, stage, output,
             ),
         }
@@ -220,9 +222,20 @@ impl<T: Element> WinogradConv<T> {
                         // The row's M * 8 outputs, finished together (vectorised), then stored.
                         let mut values = [T::Sum::default(); 4 * PANEL];
                         let values = &mut values[..M * PANEL];
-                        for t in 0..PANEL {
-                            for (b, lanes) in row.iter().enumerate() {
-                                values[M * t + b] = value(out.add(M * t + b), lanes[t]);
+                        // Rows zipped, as the F(2x2)-only op stored its two.
+                        if M == 2 {
+                            let lanes = row[0].iter().zip(&row[1]);
+                            for (t, (&y0, &y1)) in lanes.enumerate() {
+                                values[2 * t] = value(out.add(2 * t), y0);
+                                values[2 * t + 1] = value(out.add(2 * t + 1), y1);
+                            }
+                        } else {
+                            let lanes = row[0].iter().zip(&row[1]).zip(&row[2]).zip(&row[3]);
+                            for (t, (((&y0, &y1), &y2), &y3)) in lanes.enumerate() {
+                                values[4 * t] = value(out.add(4 * t), y0);
+                                values[4 * t + 1] = value(out.add(4 * t + 1), y1);
+                                values[4 * t + 2] = value(out.add(4 * t + 2), y2);
+                                values[4 * t + 3] = value(out.add(4 * t + 3), y3);
                             }
                         }
                         finish(values);
@@ -331,14 +344,9 @@ impl<T: Element> Padded<T> {
                 unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut T, dst.len()) };
             for (y, row) in src.chunks_exact(width).enumerate() {
                 let out = &mut dst[(y + d) * stride..][..stride];
-                // Image column x lands on padded column x + d; each class's columns are
-                // consecutive, so the stores are too.
-                for class in 0..m {
-                    let first = (class + m - d % m) % m;
-                    let to = &mut out[class * phase + ((first + d) >> shift)..];
-                    for (v, x) in row.iter().skip(first).step_by(m).zip(to.iter_mut()) {
-                        *x = convert(*v);
-                    }
+                match m {
+                    4 if T::WIDE_TILES => split_row::<S, T, 4>(row, out, d, &convert),
+                    _ => split_row::<S, T, 2>(row, out, d, &convert),
                 }
             }
         });
@@ -361,6 +369,48 @@ impl<T: Element> Padded<T> {
     fn at(&self, y: usize, x: usize) -> usize {
         let m = 1 << self.shift;
         y * self.stride + (x & (m - 1)) * self.phase + (x >> self.shift)
+    }
+}
+
+/// One image row into its padded row `out` (`M` classes of `out.len() / M` values): image
+/// column x lands on padded column x + d, at `(x + d) % M` and `(x + d) / M`. Taken `M` columns
+/// at a time into `M` streams, as the F(2x2)-only version took pairs.
+#[inline(always)]
+fn split_row<S: Copy, T: Copy, const M: usize>(
+    row: &[S],
+    out: &mut [T],
+    d: usize,
+    convert: &impl Fn(S) -> T,
+) {
+    let phase = out.len() / M;
+    let mut put = |x: usize, v: S| out[((x + d) % M) * phase + (x + d) / M] = convert(v);
+    // Columns before the first of class 0, one at a time.
+    let lead = ((M - d % M) % M).min(row.len());
+    for (x, &v) in row[..lead].iter().enumerate() {
+        put(x, v);
+    }
+    let groups = row[lead..].chunks_exact(M);
+    let tail = lead + groups.len() * M;
+    for (x, &v) in row.iter().enumerate().skip(tail) {
+        put(x, v);
+    }
+    let (first, n) = ((lead + d) / M, groups.len());
+    // Zipped streams, as the F(2x2)-only op filled its two.
+    if M == 2 {
+        let (c0, c1) = out.split_at_mut(phase);
+        let streams = c0[first..][..n].iter_mut().zip(&mut c1[first..][..n]);
+        for (g, (y0, y1)) in groups.zip(streams) {
+            (*y0, *y1) = (convert(g[0]), convert(g[1]));
+        }
+    } else {
+        let (c01, c23) = out.split_at_mut(2 * phase);
+        let ((c0, c1), (c2, c3)) = (c01.split_at_mut(phase), c23.split_at_mut(phase));
+        let streams = (c0[first..][..n].iter_mut().zip(&mut c1[first..][..n]))
+            .zip(c2[first..][..n].iter_mut().zip(&mut c3[first..][..n]));
+        for (g, ((y0, y1), (y2, y3))) in groups.zip(streams) {
+            (*y0, *y1) = (convert(g[0]), convert(g[1]));
+            (*y2, *y3) = (convert(g[2]), convert(g[3]));
+        }
     }
 }
 
