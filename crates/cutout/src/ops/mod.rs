@@ -63,6 +63,8 @@ const BEFORE_CODEGEN: &[&dyn ModelTransform] = &[
     // After UseWinograd: it folds what follows the convolutions that one swapped in.
     #[cfg(wasm_simd)]
     &winograd::FuseDequantize,
+    #[cfg(wasm_simd)]
+    &winograd::FuseRelu,
 ];
 
 /// Our rewrites of an optimised model, in order (ops codegen leaves alone but runs slowly).

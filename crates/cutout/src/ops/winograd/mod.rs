@@ -1,4 +1,4 @@
-//! Winograd F(2x2, 3x3) for the quantised models' 3x3, stride-1 convolutions.
+//! Winograd F(2x2, 3x3) and F(4x4, 3x3) for the models' 3x3, stride-1 convolutions.
 //!
 //! A 3x3 convolution computed as im2col + matrix product spends 36 multiplies on each 2x2 block
 //! of outputs (per input and output channel); Winograd's minimal filtering spends 16, on
@@ -10,8 +10,12 @@
 //! 8 multiply-adds per instruction like the int8 im2col path. The results are the i32 sums
 //! `Σ (x - x0)(k - k0)` tract's quantised convolution gives, bit for bit.
 //!
+//! F(4x4, 3x3) spends 36 multiplies on 4x4 outputs (2.25 per output instead of 4) on 6x6
+//! patches, but its transforms grow values ~100x, which i16 cannot hold: it is for f32 only
+//! (the fp16 models), where it rounds a little more than F(2x2) (see the tests' bound).
+//!
 //! Dilated convolutions split into independent undilated ones on every `dilation`-th pixel, so
-//! a tile's 2x2 outputs and 4x4 inputs are simply `dilation` pixels apart.
+//! a tile's outputs and inputs are simply `dilation` pixels apart.
 
 use std::cell::RefCell;
 use std::ops::{Add, Sub};
@@ -33,12 +37,48 @@ mod tests;
 mod tiles;
 
 #[cfg(test)]
-use rewrite::{fuse_dequantize, use_winograd};
+use rewrite::{fuse_dequantize, fuse_relu, use_winograd};
 #[cfg(wasm_simd)]
-pub(super) use rewrite::{FuseDequantize, UseWinograd};
+pub(super) use rewrite::{FuseDequantize, FuseRelu, UseWinograd};
 
-/// Transformed positions per tile (4x4).
-const POSITIONS: usize = 16;
+/// The output tile: F(2x2, 3x3) on 4x4 patches or F(4x4, 3x3) on 6x6 ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tiling {
+    F2,
+    F4,
+}
+
+impl Tiling {
+    /// Outputs per tile side.
+    fn outputs(self) -> usize {
+        match self {
+            Tiling::F2 => 2,
+            Tiling::F4 => 4,
+        }
+    }
+
+    /// Transformed values per tile (and per channel): the patch's.
+    fn positions(self) -> usize {
+        (self.outputs() + 2).pow(2)
+    }
+
+    /// The float convolution's tiling for an image of `height` x `width` and `dilation`: the
+    /// one with fewer products, counting those of tiles that overhang the image (F(2x2) where
+    /// a dilation class is 1, 2, 5 or 6 pixels across, as at IS-Net's deepest dilated layers).
+    pub fn for_float(height: usize, width: usize, dilation: usize) -> Tiling {
+        let products = |tiling: Tiling| {
+            let m = tiling.outputs();
+            let per_class = |n: usize| n.div_ceil(dilation).div_ceil(m);
+            tiling.positions() * per_class(height) * per_class(width)
+        };
+        if products(Tiling::F4) < products(Tiling::F2) {
+            Tiling::F4
+        } else {
+            Tiling::F2
+        }
+    }
+}
+
 /// Tiles per kernel column panel, and output channels per kernel row panel: the micro-kernel's.
 const PANEL: usize = kernels::WINOGRAD_PANEL;
 const ROWS: usize = kernels::WINOGRAD_ROWS;
@@ -60,6 +100,9 @@ pub trait Element:
     type Sum: Datum + Copy + Default + PartialEq + Send + Sync;
     /// Channels multiplied per step (`pmaddwd` multiplies pairs).
     const GROUP: usize;
+    /// Whether F(4x4) tiles can hold this type's values; where not, its code is not even
+    /// compiled for the type (two tilings' loops in one op changed the quantised op's inlining).
+    const WIDE_TILES: bool;
     /// Input channels summed before the outputs are transformed back (see the i16 impl).
     const MAX_CHANNELS_PER_BLOCK: usize;
     const OP_NAME: &'static str;
@@ -69,6 +112,8 @@ pub trait Element:
     fn minus(a: Self::Sum, b: Self::Sum) -> Self::Sum;
     /// A sum of products with `2G`-transformed kernels, back to the convolution's scale.
     fn quarter(v: Self::Sum) -> Self::Sum;
+    /// F(4x4)'s transformed kernel of a 3x3 `g`, if `Self` holds its values.
+    fn transform_kernel_4x4(g: &[Self::Sum; 9]) -> Option<[Self::Sum; 36]>;
     /// 4 output channels x 8 tiles of `Σ a·b` over `groups` steps, `a` as
     /// `[group][row][GROUP]`, `b` as `[group][tile][GROUP]`.
     fn micro_kernel(a: &[Self], b: &[Self], groups: usize) -> WinogradTile<Self::Sum>;
@@ -88,6 +133,7 @@ pub trait Element:
 impl Element for i16 {
     type Sum = i32;
     const GROUP: usize = 2;
+    const WIDE_TILES: bool = false;
     /// Beyond this many input channels the i32 sums of `4 Σ (x - x0)(k - k0)` could overflow for
     /// adversarial inputs (|x - x0|, |k - k0| ≤ 255, 9 taps), so the channels are summed in
     /// blocks of at most this many and the blocks' exact results added.
@@ -106,6 +152,10 @@ impl Element for i16 {
     }
     fn quarter(v: i32) -> i32 {
         v >> 2
+    }
+    /// None: F(4x4)'s transforms grow values ~100x, past i16.
+    fn transform_kernel_4x4(_: &[i32; 9]) -> Option<[i32; 36]> {
+        None
     }
     fn micro_kernel(a: &[i16], b: &[i16], pairs: usize) -> WinogradTile<i32> {
         kernels::winograd_i16(a, b, pairs)
@@ -182,6 +232,7 @@ impl Dequantize {
 impl Element for f32 {
     type Sum = f32;
     const GROUP: usize = 1;
+    const WIDE_TILES: bool = true;
     const MAX_CHANNELS_PER_BLOCK: usize = usize::MAX;
     const OP_NAME: &'static str = "WinogradConvF32";
 
@@ -197,6 +248,10 @@ impl Element for f32 {
     fn quarter(v: f32) -> f32 {
         v * 0.25
     }
+    fn transform_kernel_4x4(g: &[f32; 9]) -> Option<[f32; 36]> {
+        let u = tiles::transform_kernel_4x4_f64(&g.map(f64::from));
+        Some(u.map(|v| v as f32))
+    }
     fn micro_kernel(a: &[f32], b: &[f32], k: usize) -> WinogradTile<f32> {
         kernels::winograd_f32(a, b, k)
     }
@@ -211,7 +266,18 @@ impl Element for f32 {
         width: usize,
     ) -> TractResult<Tensor> {
         let image = inputs[0].try_as_plain_ram()?;
-        let values = op.convolve(image.as_slice::<f32>()?, |v| v, height, width);
+        let image = image.as_slice::<f32>()?;
+        let values = if op.relu {
+            // tract's Max with 0 (`f32::max`), as the outputs are stored.
+            let relu = |_: usize, values: &mut [f32]| {
+                for v in values.iter_mut() {
+                    *v = v.max(0.0);
+                }
+            };
+            op.convolve_finished(image, |v| v, height, width, relu)
+        } else {
+            op.convolve(image, |v| v, height, width)
+        };
         Ok(
             tract_ndarray::ArrayD::from_shape_vec(&[1, op.c_out, height, width][..], values)?
                 .into_tensor(),
@@ -227,13 +293,17 @@ pub struct WinogradConv<T: Element> {
     c_in: usize,
     c_out: usize,
     dilation: usize,
-    /// Per block of input channels, the transformed kernel `2G k 2Gᵀ`, laid out as the
-    /// micro-kernel reads it: `[row panel][position][channel group][row 0..4][group member]`.
+    tiling: Tiling,
+    /// Per block of input channels, the transformed kernel (`2G k 2Gᵀ` for F(2x2), `G k Gᵀ`
+    /// for F(4x4)), laid out as the micro-kernel reads it:
+    /// `[row panel][position][channel group][row 0..4][group member]`.
     blocks: Arc<Vec<KernelBlock<T>>>,
     bias: Option<Arc<Vec<T::Sum>>>,
     /// i16 only: the dequantisation the op applies to its sums (then it outputs f32 and reads
     /// the scale as a third input).
     dequantize: Option<Arc<Dequantize>>,
+    /// f32 only: a ReLU after the bias (the following `Max(_, 0)` folded in).
+    relu: bool,
 }
 
 impl<T: Element> Eq for WinogradConv<T> {}
@@ -267,15 +337,15 @@ fn centred(x0: i32) -> impl Fn(u8) -> i16 + Sync + Send {
 impl<T: Element> WinogradConv<T> {
     /// From an `[O, I, 3, 3]` kernel (for i16, `k - k0`), and a bias per output channel. None
     /// when a transformed value does not fit `T` (for i16, |k - k0| > 255, which 8-bit weights
-    /// cannot give).
+    /// cannot give, or F(4x4)).
     pub fn new(
         kernel: &[T::Sum],
         bias: Option<Vec<T::Sum>>,
-        c_out: usize,
-        c_in: usize,
+        (c_out, c_in): (usize, usize),
         dilation: usize,
+        tiling: Tiling,
     ) -> Option<Self> {
-        Self::from_kernel(kernel, |k| k, bias, c_out, c_in, dilation)
+        Self::from_kernel(kernel, |k| k, bias, (c_out, c_in), dilation, tiling)
     }
 
     /// [`WinogradConv::new`] from the kernel as stored (e.g. u8), each value taken through
@@ -284,9 +354,9 @@ impl<T: Element> WinogradConv<T> {
         kernel: &[K],
         value: impl Fn(K) -> T::Sum + Sync + Send,
         bias: Option<Vec<T::Sum>>,
-        c_out: usize,
-        c_in: usize,
+        (c_out, c_in): (usize, usize),
         dilation: usize,
+        tiling: Tiling,
     ) -> Option<Self> {
         assert_eq!(kernel.len(), c_out * c_in * 9);
         if c_in == 0 || c_out == 0 {
@@ -297,14 +367,16 @@ impl<T: Element> WinogradConv<T> {
         for first_channel in (0..c_in).step_by(T::MAX_CHANNELS_PER_BLOCK.min(c_in.max(1))) {
             let channels = (c_in - first_channel).min(T::MAX_CHANNELS_PER_BLOCK);
             let groups = channels.div_ceil(T::GROUP);
-            let panel_len = POSITIONS * groups * ROWS * T::GROUP;
+            let positions = tiling.positions();
+            let panel_len = positions * groups * ROWS * T::GROUP;
             let mut packed = vec![T::default(); row_panels * panel_len];
             let fits = parallel::map_chunks_mut(&mut packed, panel_len, |rp, panel| {
                 for o in rp * ROWS..c_out.min(rp * ROWS + ROWS) {
                     for c in 0..channels {
                         let taps = &kernel[(o * c_in + first_channel + c) * 9..][..9];
                         let taps: [T::Sum; 9] = std::array::from_fn(|i| value(taps[i]));
-                        for (p, &value) in transform_kernel::<T>(&taps).iter().enumerate() {
+                        let transformed = transform_kernel::<T>(&taps, tiling)?;
+                        for (p, &value) in transformed[..positions].iter().enumerate() {
                             let row = p * groups + c / T::GROUP;
                             let at = (row * ROWS + o % ROWS) * T::GROUP + c % T::GROUP;
                             panel[at] = T::from_sum(value)?;
@@ -325,9 +397,11 @@ impl<T: Element> WinogradConv<T> {
             c_in,
             c_out,
             dilation,
+            tiling,
             blocks: Arc::new(blocks),
             bias: bias.map(Arc::new),
             dequantize: None,
+            relu: false,
         })
     }
 
@@ -355,14 +429,20 @@ impl<T: Element> WinogradConv<T> {
     ) -> Vec<T::Sum> {
         assert_eq!(image.len(), self.c_in * height * width);
         let d = self.dilation;
-        let padded = Padded::new(image, convert, self.c_in, height, width, d);
-        let tiles = tile_origins(height, width, d);
+        let m = self.tiling.outputs();
+        let padded = Padded::new(image, convert, (self.c_in, height, width), d, m);
+        let tiles = tile_origins(height, width, d, m);
         // Not zeroed (a serial pass over memory): the first channel block writes every value.
         let len = self.c_out * height * width;
         let mut output: Vec<T::Sum> = Vec::with_capacity(len);
         let out = SharedOutput(output.as_mut_ptr());
         let block_channels = self.c_in.min(T::MAX_CHANNELS_PER_BLOCK);
-        let chunk = chunk_tiles(tiles.len(), block_channels * std::mem::size_of::<T>());
+        let bytes_per_tile_position = block_channels * std::mem::size_of::<T>();
+        let chunk = chunk_tiles(
+            tiles.len(),
+            bytes_per_tile_position,
+            self.tiling.positions(),
+        );
         parallel::for_each_chunk(&tiles, chunk, |tiles| {
             // Safety: chunks hold disjoint tiles, which cover disjoint output pixels.
             T::with_scratch(|scratch| unsafe {
@@ -382,8 +462,8 @@ impl<T: Element> Op for WinogradConv<T> {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "{} -> {} channels, dilation {}",
-            self.c_in, self.c_out, self.dilation
+            "{} -> {} channels, dilation {}, {:?}",
+            self.c_in, self.c_out, self.dilation, self.tiling
         )])
     }
 

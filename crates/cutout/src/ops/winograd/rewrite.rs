@@ -10,7 +10,7 @@ use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
 use tract_onnx::tract_core::ops::math;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-use super::{Dequantize, WinogradConvF32, WinogradConvU8};
+use super::{Dequantize, Tiling, WinogradConvF32, WinogradConvU8};
 
 /// The constant value of `outlet` as `D`s, if it is one (or a constant cast: the fp16 models'
 /// largest kernels reach their convolution through a Cast to f32).
@@ -95,7 +95,8 @@ fn quantised_replacement(
     ) -> Option<WinogradConvU8> {
         let kernel = kernel.try_as_plain_ram().ok()?;
         let kernel = kernel.as_slice::<K>().ok()?;
-        WinogradConvU8::from_kernel(kernel, |k| k.into() - k0, None, c_out, c_in, dilation)
+        let shape = (c_out, c_in);
+        WinogradConvU8::from_kernel(kernel, |k| k.into() - k0, None, shape, dilation, Tiling::F2)
     }
     let shape = (c_out, c_in, dilation);
     let op = match kernel.datum_type() {
@@ -132,7 +133,14 @@ fn float_replacement(
     {
         return None;
     }
-    let op = WinogradConvF32::new(kernel, Some(bias), c_out, c_in, dilation)?;
+    let shape = model
+        .outlet_fact(node.inputs[0])
+        .ok()?
+        .shape
+        .as_concrete()?
+        .to_vec();
+    let tiling = Tiling::for_float(shape[2], shape[3], dilation);
+    let op = WinogradConvF32::new(kernel, Some(bias), (c_out, c_in), dilation, tiling)?;
     Some((op, tvec![node.inputs[0]]))
 }
 
@@ -245,12 +253,7 @@ fn dequantize_chain(
     {
         return None;
     }
-    // A ReLU: Max with a constant 0.
-    let relu = only_successor(model, add).filter(|max| {
-        other_operand::<math::Max>(max, add.id.into())
-            .and_then(|zero| const_values::<f32>(model, zero))
-            .is_some_and(|zero| zero == [0.0])
-    });
+    let relu = relu_after(model, add);
     let last = relu.unwrap_or(add);
     let mut op = conv.clone();
     op.dequantize = Some(Arc::new(Dequantize {
@@ -258,6 +261,42 @@ fn dequantize_chain(
         relu: relu.is_some(),
     }));
     Some((op, scale, last.id.into()))
+}
+
+/// The ReLU (tract's Max with a constant 0) that alone reads `node`'s output, if there is one.
+fn relu_after<'m>(model: &'m TypedModel, node: &TypedNode) -> Option<&'m TypedNode> {
+    only_successor(model, node).filter(|max| {
+        other_operand::<math::Max>(max, node.id.into())
+            .and_then(|zero| const_values::<f32>(model, zero))
+            .is_some_and(|zero| zero == [0.0])
+    })
+}
+
+/// Folds the ReLU after each [`WinogradConvF32`] into the op (applied as its outputs are
+/// stored, not in a pass over memory of its own). Run after [`use_winograd`]. Returns how many.
+pub(super) fn fuse_relu(model: &mut TypedModel) -> TractResult<usize> {
+    let mut fused = 0;
+    for id in model.eval_order()? {
+        let node = &model.nodes()[id];
+        let Some(conv) = node.op_as::<WinogradConvF32>() else {
+            continue;
+        };
+        let Some(relu) = relu_after(model, node) else {
+            continue;
+        };
+        if conv.relu || relu.outputs[0].fact != node.outputs[0].fact {
+            continue;
+        }
+        let mut op = conv.clone();
+        op.relu = true;
+        let mut patch = TypedModelPatch::default();
+        let input = patch.tap_model(model, node.inputs[0])?;
+        let output = patch.wire_node(format!("{}.relu", relu.name), op, &[input])?;
+        patch.shunt_outside(model, relu.id.into(), output[0])?;
+        crate::optimise::apply(patch, model)?;
+        fused += 1;
+    }
+    Ok(fused)
 }
 
 rewrite_transform!(
@@ -275,4 +314,12 @@ rewrite_transform!(
     FuseDequantize,
     "cutout-winograd-fuse-dequantize",
     fuse_dequantize
+);
+
+rewrite_transform!(
+    /// [`fuse_relu`], a step of the load before codegen (after [`UseWinograd`]).
+    #[cfg_attr(not(wasm_simd), allow(dead_code))]
+    FuseRelu,
+    "cutout-winograd-fuse-relu",
+    fuse_relu
 );

@@ -8,7 +8,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 fn check(shape: (usize, usize, usize, usize, usize), extreme: bool) {
     let (c_in, c_out, height, width, d) = shape;
     let (image, x0, kernel) = random_convolution(shape, extreme);
-    let op = WinogradConvU8::new(&kernel, None, c_out, c_in, d).unwrap();
+    let op = WinogradConvU8::new(&kernel, None, (c_out, c_in), d, Tiling::F2).unwrap();
     let got = op.convolve_u8(&image, x0, height, width);
     assert_eq!(
         got,
@@ -24,17 +24,43 @@ fn equals_the_direct_convolution() {
     }
 }
 
+/// The worst error per product [`worst_float_error`] allows for each tiling (f32's epsilon is
+/// 1.2e-7). On these cases F(2x2) measures at most 3.3e-8; F(4x4) 5.6e-7, ~17x more: its input
+/// transform scales values by up to 10 per side (`Bᵀ`'s rows) and its output transform sums
+/// products with weights up to 19 per side (`Aᵀ`'s last row). Its bound leaves 3.6x over that
+/// for fused multiply-adds and other data; a wrong transform entry errs by ~0.1.
+const FLOAT_BOUNDS: [(Tiling, f32); 2] = [(Tiling::F2, 1e-6), (Tiling::F4, 2e-6)];
+
 #[test]
 fn float_convolution_is_the_direct_one_to_f32_rounding() {
-    for shape in CASES {
-        let (c_in, c_out, height, width, d) = shape;
-        let (image, kernel, bias) = random_float_convolution(shape);
-        let op = WinogradConvF32::new(&kernel, Some(bias.clone()), c_out, c_in, d).unwrap();
-        let got = op.convolve(&image, |v| v, height, width);
-        let want = direct_float_convolution(&image, &kernel, &bias, shape);
-        let error = worst_float_error(&got, &want, c_in);
-        assert!(error < 1e-6, "{shape:?}: error {error}");
+    for (tiling, bound) in FLOAT_BOUNDS {
+        for shape in CASES {
+            let (c_in, c_out, height, width, d) = shape;
+            let (image, kernel, bias) = random_float_convolution(shape);
+            let op = WinogradConvF32::new(&kernel, Some(bias.clone()), (c_out, c_in), d, tiling);
+            let got = op.unwrap().convolve(&image, |v| v, height, width);
+            let want = direct_float_convolution(&image, &kernel, &bias, shape);
+            let error = worst_float_error(&got, &want, c_in);
+            assert!(error < bound, "{tiling:?} {shape:?}: error {error}");
+        }
     }
+}
+
+#[test]
+fn the_quantised_op_has_no_4x4_tiles() {
+    let shape = (2, 4, 8, 8, 1);
+    let (_, _, kernel) = random_convolution(shape, false);
+    assert!(WinogradConvU8::new(&kernel, None, (4, 2), 1, Tiling::F4).is_none());
+    assert!(WinogradConvU8::new(&kernel, None, (4, 2), 1, Tiling::F2).is_some());
+}
+
+#[test]
+fn float_layers_take_4x4_tiles_unless_they_overhang_more() {
+    assert_eq!(Tiling::for_float(512, 512, 1), Tiling::F4);
+    assert_eq!(Tiling::for_float(32, 32, 8), Tiling::F4);
+    // Each dilation class 2x2 pixels: one F(4x4) tile (36 products) for one F(2x2) one (16).
+    assert_eq!(Tiling::for_float(16, 16, 8), Tiling::F2);
+    assert_eq!(Tiling::for_float(1, 1, 1), Tiling::F2);
 }
 
 #[test]
@@ -178,6 +204,15 @@ fn folds_the_dequantisation(shape: (usize, usize, usize, usize, usize)) -> Tract
 
 #[test]
 fn replaces_tracts_float_convolution_with_the_same_results() -> TractResult<()> {
+    replaces_tracts_float_convolution(false)
+}
+
+#[test]
+fn folds_a_relu_after_the_float_convolution_into_the_op() -> TractResult<()> {
+    replaces_tracts_float_convolution(true)
+}
+
+fn replaces_tracts_float_convolution(relu: bool) -> TractResult<()> {
     use tract_onnx::tract_core::ops::cnn::PoolSpec;
     let shape = (7, 6, 10, 17, 1);
     let (c_in, c_out, height, width, d) = shape;
@@ -203,7 +238,13 @@ fn replaces_tracts_float_convolution_with_the_same_results() -> TractResult<()> 
             group: 1,
             q_params: None,
         };
-        let output = model.wire_node("conv", conv, &[image, kernel, bias])?;
+        let mut output = model.wire_node("conv", conv, &[image, kernel, bias])?;
+        if relu {
+            // ONNX's Relu as tract-onnx writes it.
+            use tract_onnx::tract_core::ops::math;
+            let zero = model.add_const("zero", tensor4(&[[[[0f32]]]]))?;
+            output = model.wire_node("relu", math::max(), &[output[0], zero])?;
+        }
         model.select_output_outlets(&output)?;
         Ok(model)
     };
@@ -213,26 +254,45 @@ fn replaces_tracts_float_convolution_with_the_same_results() -> TractResult<()> 
         .run(tvec![input.clone().into_tvalue()])?;
     let mut model = graph()?;
     assert_eq!(use_winograd(&mut model)?, 1);
+    assert_eq!(fuse_relu(&mut model)?, relu as usize);
+    let ops = model.nodes().iter().map(|n| n.op.name().to_string());
+    assert_eq!(ops.filter(|op| op == "Max").count(), 0, "the ReLU is gone");
     let ours = model.into_runnable()?.run(tvec![input.into_tvalue()])?;
     assert_eq!(ours[0].shape(), tracts[0].shape());
     let (ours, tracts) = (ours[0].try_as_plain_ram()?, tracts[0].try_as_plain_ram()?);
-    let error = worst_float_error(ours.as_slice::<f32>()?, tracts.as_slice::<f32>()?, c_in);
-    assert!(error < 1e-6, "error {error}");
+    let (ours, tracts) = (ours.as_slice::<f32>()?, tracts.as_slice::<f32>()?);
+    let error = worst_float_error(ours, tracts, c_in);
+    // 10x17 takes F(4x4) tiles.
+    assert_eq!(Tiling::for_float(height, width, d), Tiling::F4);
+    assert!(error < FLOAT_BOUNDS[1].1, "error {error}");
+    if relu {
+        assert!(
+            ours.contains(&0.0) && ours.iter().all(|&v| v >= 0.0),
+            "ReLU applied"
+        );
+    }
     Ok(())
 }
 
 #[test]
 fn tiles_cover_every_output_once() {
-    for &(h, w, d) in &[(7, 9, 1), (16, 16, 8), (5, 11, 3), (1, 1, 2)] {
-        let mut seen = vec![0; h * w];
-        for (y0, x0) in tile_origins(h, w, d) {
-            for (a, b) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-                let (y, x) = (y0 + d * a, x0 + d * b);
-                if y < h && x < w {
-                    seen[y * w + x] += 1;
+    for m in [2, 4] {
+        for &(h, w, d) in &[(7, 9, 1), (16, 16, 8), (5, 11, 3), (1, 1, 2), (13, 6, 2)] {
+            let mut seen = vec![0; h * w];
+            for (y0, x0) in tile_origins(h, w, d, m) {
+                for a in 0..m {
+                    for b in 0..m {
+                        let (y, x) = (y0 + d * a, x0 + d * b);
+                        if y < h && x < w {
+                            seen[y * w + x] += 1;
+                        }
+                    }
                 }
             }
+            assert!(
+                seen.iter().all(|&n| n == 1),
+                "{m}x{m} tiles, {h}x{w} dilation {d}"
+            );
         }
-        assert!(seen.iter().all(|&n| n == 1), "{h}x{w} dilation {d}");
     }
 }

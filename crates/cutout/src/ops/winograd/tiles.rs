@@ -34,9 +34,25 @@ impl<T: Element> WinogradConv<T> {
         }
     }
 
-    /// The 16 transformed values of every (tile, channel) of `block`, packed in panels of 8
-    /// tiles for the micro-kernel: `[position][tile panel][channel group][tile 0..8][member]`.
+    /// The transformed values of every (tile, channel) of `block`, packed in panels of 8 tiles
+    /// for the micro-kernel: `[position][tile panel][channel group][tile 0..8][member]`.
     fn transform_inputs(
+        &self,
+        padded: &Padded<T>,
+        block: &KernelBlock<T>,
+        tiles: &[(usize, usize)],
+        inputs: &mut Vec<T>,
+    ) {
+        match self.tiling {
+            Tiling::F4 if T::WIDE_TILES => {
+                self.transform_inputs_sized::<4, 6>(padded, block, tiles, inputs)
+            }
+            _ => self.transform_inputs_sized::<2, 4>(padded, block, tiles, inputs),
+        }
+    }
+
+    /// [`WinogradConv::transform_inputs`] for `M`x`M` output tiles (`N = M + 2`).
+    fn transform_inputs_sized<const M: usize, const N: usize>(
         &self,
         padded: &Padded<T>,
         block: &KernelBlock<T>,
@@ -48,22 +64,22 @@ impl<T: Element> WinogradConv<T> {
         let group_len = PANEL * T::GROUP;
         let position_stride = panels * block.groups * group_len;
         // Every value is written below: no zeroing (scratch is reused from chunk to chunk).
-        if inputs.len() < POSITIONS * position_stride {
-            inputs.resize(POSITIONS * position_stride, T::default());
+        if inputs.len() < N * N * position_stride {
+            inputs.resize(N * N * position_stride, T::default());
         }
         for (panel, panel_tiles) in tiles.chunks(PANEL).enumerate() {
-            let in_one_row = is_row_of_tiles(panel_tiles, d);
+            let in_one_row = is_row_of_tiles(panel_tiles, d, M);
             for group in 0..block.groups {
                 for e in 0..T::GROUP {
                     let c = T::GROUP * group + e;
-                    // patch[r][s][tile]: the tile's 4x4 input window, one lane per tile (zero
+                    // patch[r][s][tile]: the tile's NxN input window, one lane per tile (zero
                     // past the last tile, and for the channel padding an odd count to pairs).
-                    let mut patch = [[[T::default(); PANEL]; 4]; 4];
+                    let mut patch = [[[T::default(); PANEL]; N]; N];
                     let plane = padded.plane(block.first_channel + c.min(block.channels - 1));
                     if c >= block.channels {
                         // Stays zero.
                     } else if in_one_row {
-                        // Window column s of tile t is padded column x0 + 2t + s.
+                        // Window column s of tile t is padded column x0 + M t + s.
                         let (y0, x0) = panel_tiles[0];
                         for (r, row) in patch.iter_mut().enumerate() {
                             for (s, lanes) in row.iter_mut().enumerate() {
@@ -80,10 +96,10 @@ impl<T: Element> WinogradConv<T> {
                             }
                         }
                     }
-                    let transformed = transform_patch(&patch);
+                    let transformed = transform_patch::<T, N>(&patch);
                     // Group members interleaved, as pmaddwd pairs them.
                     let base = (panel * block.groups + group) * group_len;
-                    for (p, lanes) in transformed.iter().enumerate() {
+                    for (p, lanes) in transformed.iter().flatten().enumerate() {
                         let at = &mut inputs[p * position_stride + base..][..group_len];
                         for (t, &v) in lanes.iter().enumerate() {
                             at[t * T::GROUP + e] = v;
@@ -106,14 +122,15 @@ impl<T: Element> WinogradConv<T> {
     ) {
         let panels = tiles.div_ceil(PANEL);
         let columns = panels * PANEL;
+        let positions = self.tiling.positions();
         // Every value is written below: no zeroing (scratch is reused from chunk to chunk).
-        if products.len() < POSITIONS * ROWS * columns {
-            products.resize(POSITIONS * ROWS * columns, T::Sum::default());
+        if products.len() < positions * ROWS * columns {
+            products.resize(positions * ROWS * columns, T::Sum::default());
         }
         let kernel_panel = block.groups * ROWS * T::GROUP;
         let input_panel = block.groups * PANEL * T::GROUP;
-        for p in 0..POSITIONS {
-            let a = &block.packed[(row_panel * POSITIONS + p) * kernel_panel..][..kernel_panel];
+        for p in 0..positions {
+            let a = &block.packed[(row_panel * positions + p) * kernel_panel..][..kernel_panel];
             let input = &inputs[p * panels * input_panel..];
             let out = &mut products[p * ROWS * columns..];
             for cp in 0..panels {
@@ -126,13 +143,40 @@ impl<T: Element> WinogradConv<T> {
         }
     }
 
-    /// Turns each tile's 16 products per output channel of `row_panel` into its 2x2 outputs and
+    /// Turns each tile's products per output channel of `row_panel` into its outputs and
     /// stores them (plus the bias), or, for later channel blocks, adds them; the last block's
     /// are finished.
     ///
     /// # Safety
     /// `output` holds `c_out * height * width` values and no other thread writes these tiles.
     unsafe fn transform_outputs<F: Fn(usize, &mut [T::Sum])>(
+        &self,
+        row_panel: usize,
+        products: &[T::Sum],
+        tiles: &[(usize, usize)],
+        size: (usize, usize),
+        stage: &Stage<'_, F>,
+        output: &SharedOutput<T::Sum>,
+    ) {
+        match self.tiling {
+            Tiling::F4 if T::WIDE_TILES => self.transform_outputs_sized::<F, 4, 6>(
+                row_panel, products, tiles, size, stage, output,
+            ),
+            _ => self.transform_outputs_sized::<F, 2, 4>(
+                row_panel, products, tiles, size, stage, output,
+            ),
+        }
+    }
+
+    /// [`WinogradConv::transform_outputs`] for `M`x`M` output tiles (`N = M + 2`).
+    ///
+    /// # Safety
+    /// As [`WinogradConv::transform_outputs`].
+    unsafe fn transform_outputs_sized<
+        F: Fn(usize, &mut [T::Sum]),
+        const M: usize,
+        const N: usize,
+    >(
         &self,
         row_panel: usize,
         products: &[T::Sum],
@@ -150,7 +194,8 @@ impl<T: Element> WinogradConv<T> {
             let bias = self.bias.as_ref().map_or(T::Sum::default(), |b| b[o]);
             // What to store at `at` for this block's `sum`: plus the bias, or the earlier blocks'.
             let value = |at: *mut T::Sum, sum: T::Sum| {
-                let value = T::quarter(sum);
+                // F(2x2)'s kernels are transformed with 2G (no halves, for i16): 4x the sum.
+                let value = if M == 2 { T::quarter(sum) } else { sum };
                 if stage.accumulate {
                     T::plus(*at, value)
                 } else {
@@ -163,23 +208,37 @@ impl<T: Element> WinogradConv<T> {
                 }
             };
             for (panel, panel_tiles) in tiles.chunks(PANEL).enumerate() {
-                let mut m = [[T::Sum::default(); PANEL]; POSITIONS];
-                for (p, lanes) in m.iter_mut().enumerate() {
+                let mut m = [[[T::Sum::default(); PANEL]; N]; N];
+                for (p, lanes) in m.iter_mut().flatten().enumerate() {
                     let at = p * position_stride + (o - first) * columns + panel * PANEL;
                     lanes.copy_from_slice(&products[at..][..PANEL]);
                 }
-                let y = transform_products::<T>(&m);
+                let y = transform_products::<T, M, N>(&m);
                 let (y0, x0) = panel_tiles[0];
-                if is_row_of_tiles(panel_tiles, d) && y0 + 1 < height && x0 + 2 * PANEL <= width {
+                let whole_rows = y0 + M <= height && x0 + M * PANEL <= width;
+                if is_row_of_tiles(panel_tiles, d, M) && whole_rows {
                     for (a, row) in y.iter().enumerate() {
                         let out = plane.add((y0 + a) * width + x0);
-                        // The row's 16 outputs, finished together (vectorised), then stored.
-                        let mut values = [T::Sum::default(); 2 * PANEL];
-                        for (t, (&left, &right)) in row[0].iter().zip(&row[1]).enumerate() {
-                            values[2 * t] = value(out.add(2 * t), left);
-                            values[2 * t + 1] = value(out.add(2 * t + 1), right);
+                        // The row's M * 8 outputs, finished together (vectorised), then stored.
+                        let mut values = [T::Sum::default(); 4 * PANEL];
+                        let values = &mut values[..M * PANEL];
+                        // Rows zipped, as the F(2x2)-only op stored its two.
+                        if M == 2 {
+                            let lanes = row[0].iter().zip(&row[1]);
+                            for (t, (&y0, &y1)) in lanes.enumerate() {
+                                values[2 * t] = value(out.add(2 * t), y0);
+                                values[2 * t + 1] = value(out.add(2 * t + 1), y1);
+                            }
+                        } else {
+                            let lanes = row[0].iter().zip(&row[1]).zip(&row[2]).zip(&row[3]);
+                            for (t, (((&y0, &y1), &y2), &y3)) in lanes.enumerate() {
+                                values[4 * t] = value(out.add(4 * t), y0);
+                                values[4 * t + 1] = value(out.add(4 * t + 1), y1);
+                                values[4 * t + 2] = value(out.add(4 * t + 2), y2);
+                                values[4 * t + 3] = value(out.add(4 * t + 3), y3);
+                            }
                         }
-                        finish(&mut values);
+                        finish(values);
                         std::ptr::copy_nonoverlapping(values.as_ptr(), out, values.len());
                     }
                     continue;
@@ -213,10 +272,10 @@ struct Stage<'f, F> {
     finish: Option<&'f F>,
 }
 
-/// Whether a panel is 8 side-by-side tiles of an undilated convolution.
-fn is_row_of_tiles(tiles: &[(usize, usize)], d: usize) -> bool {
+/// Whether a panel is 8 side-by-side `M`x`M` tiles of an undilated convolution.
+fn is_row_of_tiles(tiles: &[(usize, usize)], d: usize, m: usize) -> bool {
     let (y0, x0) = tiles[0];
-    d == 1 && tiles.len() == PANEL && tiles[PANEL - 1] == (y0, x0 + 2 * (PANEL - 1))
+    d == 1 && tiles.len() == PANEL && tiles[PANEL - 1] == (y0, x0 + m * (PANEL - 1))
 }
 
 /// One thread's buffers for a chunk's transformed inputs and products.
@@ -239,15 +298,17 @@ pub(super) struct SharedOutput<S>(pub(super) *mut S);
 unsafe impl<S> Sync for SharedOutput<S> {}
 unsafe impl<S> Send for SharedOutput<S> {}
 
-/// The converted input as planes with `dilation` zero pixels above and left and
-/// `2 * dilation` below and right, so every tile's 4x4 window reads inside the plane. Each row
-/// holds its even columns, then its odd ones: a row of undilated tiles (2 pixels apart) then
-/// finds each of its 4 window columns as 8 consecutive values.
+/// The converted input as planes with `dilation` zero pixels above and left and at least
+/// `(m + 1) * dilation` below and right, so every tile's window (`m + 2` taps `dilation` apart)
+/// reads inside the plane. Each row holds its columns by residue modulo `m` (`m` a power of
+/// two, the tiles' output size): a row of undilated tiles (`m` pixels apart) then finds each of
+/// its window columns as 8 consecutive values.
 pub(super) struct Padded<T> {
     data: Vec<T>,
     stride: usize,
-    /// Where a row's odd columns start.
-    odd: usize,
+    /// Values per residue class of a row (`stride / m`), and log2 of `m`.
+    phase: usize,
+    shift: u32,
     plane_len: usize,
 }
 
@@ -255,14 +316,15 @@ impl<T: Element> Padded<T> {
     pub(super) fn new<S: Copy + Sync>(
         image: &[S],
         convert: impl Fn(S) -> T + Sync + Send,
-        channels: usize,
-        height: usize,
-        width: usize,
+        (channels, height, width): (usize, usize, usize),
         d: usize,
+        m: usize,
     ) -> Self {
-        let stride = width + 3 * d;
-        let odd = stride.div_ceil(2);
-        let plane_len = (height + 3 * d) * stride;
+        assert!(m.is_power_of_two());
+        let shift = m.trailing_zeros();
+        let stride = (width + (m + 1) * d).next_multiple_of(m);
+        let phase = stride / m;
+        let plane_len = (height + (m + 1) * d) * stride;
         // Each plane is zeroed and filled by the thread that owns it.
         let mut data: Vec<T> = Vec::with_capacity(channels * plane_len);
         let image = &image[..channels * height * width];
@@ -282,20 +344,9 @@ impl<T: Element> Padded<T> {
                 unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut T, dst.len()) };
             for (y, row) in src.chunks_exact(width).enumerate() {
                 let out = &mut dst[(y + d) * stride..][..stride];
-                let (evens, odds) = out.split_at_mut(odd);
-                // Image column x lands on padded column x + d.
-                let (to_even, to_odd) = if d % 2 == 0 {
-                    (&mut evens[d / 2..], &mut odds[d / 2..])
-                } else {
-                    (&mut odds[d / 2..], &mut evens[d / 2 + 1..])
-                };
-                let pairs = row.chunks_exact(2);
-                if let [last] = pairs.remainder() {
-                    to_even[width / 2] = convert(*last);
-                }
-                for ((pair, e), o) in pairs.zip(to_even.iter_mut()).zip(to_odd.iter_mut()) {
-                    *e = convert(pair[0]);
-                    *o = convert(pair[1]);
+                match m {
+                    4 if T::WIDE_TILES => split_row::<S, T, 4>(row, out, d, &convert),
+                    _ => split_row::<S, T, 2>(row, out, d, &convert),
                 }
             }
         });
@@ -304,7 +355,8 @@ impl<T: Element> Padded<T> {
         Padded {
             data,
             stride,
-            odd,
+            phase,
+            shift,
             plane_len,
         }
     }
@@ -315,19 +367,62 @@ impl<T: Element> Padded<T> {
 
     /// Index of padded pixel (y, x) in its plane.
     fn at(&self, y: usize, x: usize) -> usize {
-        y * self.stride + (x % 2) * self.odd + x / 2
+        let m = 1 << self.shift;
+        y * self.stride + (x & (m - 1)) * self.phase + (x >> self.shift)
     }
 }
 
-/// Top-left output pixel of every tile: for each residue class of rows and columns modulo the
-/// dilation, 2x2 blocks of that class's pixels. In padded coordinates it is also the top-left
-/// of the tile's input window.
-pub(super) fn tile_origins(height: usize, width: usize, d: usize) -> Vec<(usize, usize)> {
+/// One image row into its padded row `out` (`M` classes of `out.len() / M` values): image
+/// column x lands on padded column x + d, at `(x + d) % M` and `(x + d) / M`. Taken `M` columns
+/// at a time into `M` streams, as the F(2x2)-only version took pairs.
+#[inline(always)]
+fn split_row<S: Copy, T: Copy, const M: usize>(
+    row: &[S],
+    out: &mut [T],
+    d: usize,
+    convert: &impl Fn(S) -> T,
+) {
+    let phase = out.len() / M;
+    let mut put = |x: usize, v: S| out[((x + d) % M) * phase + (x + d) / M] = convert(v);
+    // Columns before the first of class 0, one at a time.
+    let lead = ((M - d % M) % M).min(row.len());
+    for (x, &v) in row[..lead].iter().enumerate() {
+        put(x, v);
+    }
+    let groups = row[lead..].chunks_exact(M);
+    let tail = lead + groups.len() * M;
+    for (x, &v) in row.iter().enumerate().skip(tail) {
+        put(x, v);
+    }
+    let (first, n) = ((lead + d) / M, groups.len());
+    // Zipped streams, as the F(2x2)-only op filled its two.
+    if M == 2 {
+        let (c0, c1) = out.split_at_mut(phase);
+        let streams = c0[first..][..n].iter_mut().zip(&mut c1[first..][..n]);
+        for (g, (y0, y1)) in groups.zip(streams) {
+            (*y0, *y1) = (convert(g[0]), convert(g[1]));
+        }
+    } else {
+        let (c01, c23) = out.split_at_mut(2 * phase);
+        let ((c0, c1), (c2, c3)) = (c01.split_at_mut(phase), c23.split_at_mut(phase));
+        let streams = (c0[first..][..n].iter_mut().zip(&mut c1[first..][..n]))
+            .zip(c2[first..][..n].iter_mut().zip(&mut c3[first..][..n]));
+        for (g, ((y0, y1), (y2, y3))) in groups.zip(streams) {
+            (*y0, *y1) = (convert(g[0]), convert(g[1]));
+            (*y2, *y3) = (convert(g[2]), convert(g[3]));
+        }
+    }
+}
+
+/// Top-left output pixel of every `m`x`m` tile: for each residue class of rows and columns
+/// modulo the dilation, `m`x`m` blocks of that class's pixels. In padded coordinates it is also
+/// the top-left of the tile's input window.
+pub(super) fn tile_origins(height: usize, width: usize, d: usize, m: usize) -> Vec<(usize, usize)> {
     let mut tiles = vec![];
     for ry in 0..d.min(height) {
-        for y0 in (ry..height).step_by(2 * d) {
+        for y0 in (ry..height).step_by(m * d) {
             for rx in 0..d.min(width) {
-                for x0 in (rx..width).step_by(2 * d) {
+                for x0 in (rx..width).step_by(m * d) {
                     tiles.push((y0, x0));
                 }
             }
@@ -337,16 +432,32 @@ pub(super) fn tile_origins(height: usize, width: usize, d: usize) -> Vec<(usize,
 }
 
 /// Tiles per chunk of work: whole panels, enough to amortise each kernel panel's load, few
-/// enough that a chunk's transformed inputs (`bytes_per_tile_position` per tile and position)
-/// stay in cache and threads get several chunks.
-pub(super) fn chunk_tiles(tiles: usize, bytes_per_tile_position: usize) -> usize {
-    let cache_bound = (1 << 18) / (POSITIONS * bytes_per_tile_position.max(1));
+/// enough that a chunk's transformed inputs (`bytes_per_tile_position` per tile and each of
+/// `positions`) stay in cache and threads get several chunks.
+pub(super) fn chunk_tiles(tiles: usize, bytes_per_tile_position: usize, positions: usize) -> usize {
+    let cache_bound = (1 << 18) / (positions * bytes_per_tile_position.max(1));
     let spread = tiles.div_ceil(8);
     cache_bound.min(spread).clamp(2 * PANEL, 16 * PANEL) / PANEL * PANEL
 }
 
+/// The transformed kernel of a 3x3 `g` (row-major) for `tiling`, its first
+/// `tiling.positions()` values; None where `T` cannot hold them.
+pub(super) fn transform_kernel<T: Element>(
+    g: &[T::Sum; 9],
+    tiling: Tiling,
+) -> Option<[T::Sum; 36]> {
+    match tiling {
+        Tiling::F2 => {
+            let mut u = [T::Sum::default(); 36];
+            u[..16].copy_from_slice(&transform_kernel_2x2::<T>(g));
+            Some(u)
+        }
+        Tiling::F4 => T::transform_kernel_4x4(g),
+    }
+}
+
 /// `2G g 2Gᵀ` for a 3x3 kernel `g` (row-major), with `2G = [[2,0,0],[1,1,1],[1,-1,1],[0,0,2]]`.
-pub(super) fn transform_kernel<T: Element>(g: &[T::Sum]) -> [T::Sum; POSITIONS] {
+fn transform_kernel_2x2<T: Element>(g: &[T::Sum; 9]) -> [T::Sum; 16] {
     let column = |a: T::Sum, b: T::Sum, c: T::Sum| {
         [
             T::plus(a, a),
@@ -362,7 +473,7 @@ pub(super) fn transform_kernel<T: Element>(g: &[T::Sum]) -> [T::Sum; POSITIONS] 
             rows[r][s] = t[r];
         }
     }
-    let mut u = [T::Sum::default(); POSITIONS];
+    let mut u = [T::Sum::default(); 16];
     for r in 0..4 {
         let t = column(rows[r][0], rows[r][1], rows[r][2]);
         u[r * 4..][..4].copy_from_slice(&t);
@@ -370,46 +481,112 @@ pub(super) fn transform_kernel<T: Element>(g: &[T::Sum]) -> [T::Sum; POSITIONS] 
     u
 }
 
-/// `Bᵀ d B` for each lane, `Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]`.
-fn transform_patch<T: Element>(d: &[[[T; PANEL]; 4]; 4]) -> [[T; PANEL]; POSITIONS] {
-    fn bt<T: Element>(v: [[T; PANEL]; 4]) -> [[T; PANEL]; 4] {
-        let mut t = [[T::default(); PANEL]; 4];
+/// `G g Gᵀ` of F(4x4, 3x3) (points 0, ±1, ±2, ∞), summed in f64 and rounded once:
+/// `G = [[1/4,0,0],[-1/6,-1/6,-1/6],[-1/6,1/6,-1/6],[1/24,1/12,1/6],[1/24,-1/12,1/6],[0,0,1]]`.
+pub(super) fn transform_kernel_4x4_f64(g: &[f64; 9]) -> [f64; 36] {
+    let column = |a: f64, b: f64, c: f64| {
+        [
+            a / 4.0,
+            -(a + b + c) / 6.0,
+            -(a - b + c) / 6.0,
+            a / 24.0 + b / 12.0 + c / 6.0,
+            a / 24.0 - b / 12.0 + c / 6.0,
+            c,
+        ]
+    };
+    let mut rows = [[0f64; 3]; 6]; // G g
+    for s in 0..3 {
+        let t = column(g[s], g[3 + s], g[6 + s]);
+        for r in 0..6 {
+            rows[r][s] = t[r];
+        }
+    }
+    let mut u = [0f64; 36];
+    for r in 0..6 {
+        let t = column(rows[r][0], rows[r][1], rows[r][2]);
+        u[r * 6..][..6].copy_from_slice(&t);
+    }
+    u
+}
+
+/// `Bᵀ d B` for each lane: for F(2x2) (`N = 4`)
+/// `Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]`, for F(4x4) (`N = 6`)
+/// `Bᵀ = [[4,0,-5,0,1,0],[0,-4,-4,1,1,0],[0,4,-4,-1,1,0],[0,-2,-1,2,1,0],[0,2,-1,-2,1,0],
+/// [0,4,0,-5,0,1]]`. `out[r][s]` is position `r N + s`.
+fn transform_patch<T: Element, const N: usize>(d: &[[[T; PANEL]; N]; N]) -> [[[T; PANEL]; N]; N] {
+    // Rows first (over r for each column s), then columns (over s for each row).
+    let mut columns = [[[T::default(); PANEL]; N]; N]; // [s][r']
+    for (s, column) in columns.iter_mut().enumerate() {
+        *column = bt::<T, N>(&std::array::from_fn(|r| d[r][s]));
+    }
+    std::array::from_fn(|r| bt::<T, N>(&std::array::from_fn(|s| columns[s][r])))
+}
+
+/// `Bᵀ v` for each lane (see [`transform_patch`]), in additions only (exact in i16).
+#[inline(always)]
+fn bt<T: Element, const N: usize>(v: &[[T; PANEL]; N]) -> [[T; PANEL]; N] {
+    let mut t = [[T::default(); PANEL]; N];
+    if N == 4 {
         for l in 0..PANEL {
             t[0][l] = v[0][l] - v[2][l];
             t[1][l] = v[1][l] + v[2][l];
             t[2][l] = v[2][l] - v[1][l];
             t[3][l] = v[1][l] - v[3][l];
         }
-        t
+    } else {
+        let two = |x: T| x + x;
+        let four = |x: T| two(two(x));
+        for l in 0..PANEL {
+            let (d0, d1, d2, d3, d4, d5) = (v[0][l], v[1][l], v[2][l], v[3][l], v[4][l], v[5][l]);
+            t[0][l] = four(d0 - d2) + (d4 - d2);
+            t[1][l] = (d3 + d4) - four(d1 + d2);
+            t[2][l] = (d4 - d3) + four(d1 - d2);
+            t[3][l] = (d4 - d2) + two(d3 - d1);
+            t[4][l] = (d4 - d2) - two(d3 - d1);
+            t[5][l] = four(d1 - d3) + (d5 - d3);
+        }
     }
-    // Rows first (over r for each column s), then columns (over s for each row).
-    let mut columns = [[[T::default(); PANEL]; 4]; 4]; // [s][r']
-    for s in 0..4 {
-        columns[s] = bt([d[0][s], d[1][s], d[2][s], d[3][s]]);
-    }
-    let mut out = [[T::default(); PANEL]; POSITIONS];
-    for r in 0..4 {
-        let t = bt([columns[0][r], columns[1][r], columns[2][r], columns[3][r]]);
-        out[r * 4..][..4].copy_from_slice(&t);
-    }
-    out
+    t
 }
 
-/// `Aᵀ m A` for each lane, `Aᵀ = [[1,1,1,0],[0,1,-1,-1]]`: the tile's 2x2 outputs (times 4).
-fn transform_products<T: Element>(m: &[[T::Sum; PANEL]; POSITIONS]) -> [[[T::Sum; PANEL]; 2]; 2] {
-    let at = |v: [[T::Sum; PANEL]; 4]| {
-        let mut t = [[T::Sum::default(); PANEL]; 2];
-        for l in 0..PANEL {
-            t[0][l] = T::plus(T::plus(v[0][l], v[1][l]), v[2][l]);
-            t[1][l] = T::minus(T::minus(v[1][l], v[2][l]), v[3][l]);
+/// `Aᵀ m A` for each lane: the tile's `M`x`M` outputs (for F(2x2), times 4). For F(2x2)
+/// `Aᵀ = [[1,1,1,0],[0,1,-1,-1]]`, for F(4x4)
+/// `Aᵀ = [[1,1,1,1,1,0],[0,1,-1,2,-2,0],[0,1,1,4,4,0],[0,1,-1,8,-8,1]]`.
+fn transform_products<T: Element, const M: usize, const N: usize>(
+    m: &[[[T::Sum; PANEL]; N]; N],
+) -> [[[T::Sum; PANEL]; M]; M] {
+    let mut rows = [[[T::Sum::default(); PANEL]; N]; M]; // [a][s]
+    for s in 0..N {
+        let t = at::<T, M, N>(&std::array::from_fn(|r| m[r][s]));
+        for a in 0..M {
+            rows[a][s] = t[a];
         }
-        t
-    };
-    let mut rows = [[[T::Sum::default(); PANEL]; 4]; 2]; // [a][s]
-    for s in 0..4 {
-        let t = at([m[s], m[4 + s], m[8 + s], m[12 + s]]);
-        rows[0][s] = t[0];
-        rows[1][s] = t[1];
     }
-    [at(rows[0]), at(rows[1])]
+    std::array::from_fn(|a| at::<T, M, N>(&rows[a]))
+}
+
+/// `Aᵀ v` for each lane (see [`transform_products`]).
+#[inline(always)]
+fn at<T: Element, const M: usize, const N: usize>(
+    v: &[[T::Sum; PANEL]; N],
+) -> [[T::Sum; PANEL]; M] {
+    let (add, sub) = (T::plus, T::minus);
+    let mut t = [[T::Sum::default(); PANEL]; M];
+    if N == 4 {
+        for l in 0..PANEL {
+            t[0][l] = add(add(v[0][l], v[1][l]), v[2][l]);
+            t[1][l] = sub(sub(v[1][l], v[2][l]), v[3][l]);
+        }
+    } else {
+        let two = |x| add(x, x);
+        for l in 0..PANEL {
+            let (a, b) = (add(v[1][l], v[2][l]), sub(v[1][l], v[2][l]));
+            let (c, e) = (add(v[3][l], v[4][l]), sub(v[3][l], v[4][l]));
+            t[0][l] = add(add(v[0][l], a), c);
+            t[1][l] = add(b, two(e));
+            t[2][l] = add(a, two(two(c)));
+            t[3][l] = add(add(b, two(two(two(e)))), v[5][l]);
+        }
+    }
+    t
 }
