@@ -65,7 +65,7 @@ pub struct Options {
     pub crop_margin: Option<u32>,
     pub format: OutputFormat,
     pub max_pixels: u64,
-    /// Edge refinement (guided upsampling of the mask, the subject's colour in semi-transparent
+    /// Edge refinement (edge-aware upsampling of the mask, the subject's colour in semi-transparent
     /// pixels); off gives the reference pipeline's values.
     pub refine: bool,
 }
