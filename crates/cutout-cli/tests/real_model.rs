@@ -76,6 +76,18 @@ fn assert_example_cutout(path: &Path) {
     }
 }
 
+/// BRIA's example photo from ../shared/eval, or `None` after saying loudly that the `test` is
+/// skipped.
+fn example_photo(test: &str) -> Option<PathBuf> {
+    let example = shared_dir()
+        .map(|d| d.join("eval/example_input.jpg"))
+        .filter(|p| p.is_file());
+    if example.is_none() {
+        eprintln!("\n*** SKIPPING {test} test: ../shared/eval is not available ***\n");
+    }
+    example
+}
+
 /// A new user's first run: `cutout -i photo.jpg` with no model named fetches the default from
 /// (a local copy of) its public host's layout, part by part, and cuts out the photo.
 #[test]
@@ -83,11 +95,7 @@ fn the_default_model_from_its_public_layout_cuts_out_the_example_photo() {
     let Some(model) = real_model("isnet_fp16.onnx") else {
         return;
     };
-    let Some(example) = shared_dir()
-        .map(|d| d.join("eval/example_input.jpg"))
-        .filter(|p| p.is_file())
-    else {
-        eprintln!("\n*** SKIPPING first-run test: ../shared/eval is not available ***\n");
+    let Some(example) = example_photo("first-run") else {
         return;
     };
     let dir = temp_dir("real-model-first-run");
@@ -205,11 +213,7 @@ fn refined_edges_carry_less_of_the_old_background() {
     let Some(model) = real_model("isnet_fp16.onnx") else {
         return;
     };
-    let Some(example) = shared_dir()
-        .map(|d| d.join("eval/example_input.jpg"))
-        .filter(|p| p.is_file())
-    else {
-        eprintln!("\n*** SKIPPING refinement test: ../shared/eval is not available ***\n");
+    let Some(example) = example_photo("refinement") else {
         return;
     };
     let dir = temp_dir("real-model-refine");
