@@ -104,7 +104,7 @@ def cutout_outputs(model, photos, work):
 def evaluate(model, reference, pairs):
     """Per-image scores of each pipeline, and the seconds Cutout and the reference took."""
     with tempfile.TemporaryDirectory() as work:
-        photos, pngs, composites, truths, originals = [], [], [], [], []
+        photos, pngs, composites, composite_colours, truths, originals = [], [], [], [], [], []
         for n, (image, mask) in enumerate(pairs):
             rgb = np.asarray(Image.open(image).convert("RGB"))
             truth = load_truth(mask, (rgb.shape[1], rgb.shape[0]))
@@ -112,7 +112,9 @@ def evaluate(model, reference, pairs):
             Image.fromarray(rgb).save(png)
             a = truth.astype(np.float32)[..., None] / 255.0
             composite = Path(work) / f"{n}.magenta.png"
-            Image.fromarray((a * rgb + (1 - a) * MAGENTA).round().astype(np.uint8)).save(composite)
+            colours = (a * rgb + (1 - a) * MAGENTA).round().astype(np.uint8)
+            Image.fromarray(colours).save(composite)
+            composite_colours.append(colours.astype(np.float32))
             photos.append(image)
             pngs.append(png)
             composites.append(composite)
@@ -127,7 +129,6 @@ def evaluate(model, reference, pairs):
         reference_masks = [reference.alpha(p) for p in photos]
         reference_magenta = [reference.alpha(p) for p in composites]
         reference_time = time.time() - started
-        composite_colours = [np.asarray(Image.open(c).convert("RGB")).astype(np.float32) for c in composites]
 
     rows = {p: [] for p in PIPELINES}
     for i, truth in enumerate(truths):
