@@ -126,12 +126,15 @@ pub fn estimate_foreground(image: &RgbaImage, alpha: &GrayImage) -> RgbaImage {
             } else {
                 slot.fill(0);
             }
-            narrow_sums.update(true, |x| narrow_terms(y, &ring, x));
+            // Rows no partial row's window reaches are left out (and so never dropped).
+            if rows_read[y] {
+                narrow_sums.update(true, |x| narrow_terms(y, &ring, x));
+            }
         }
         let Some(t) = y.checked_sub(narrow) else {
             continue;
         };
-        if let Some(dropped) = t.checked_sub(narrow + 1) {
+        if let Some(dropped) = t.checked_sub(narrow + 1).filter(|&row| rows_read[row]) {
             narrow_sums.update(false, |x| narrow_terms(dropped, &ring, x));
         }
         if !partial_rows[t] {
@@ -190,8 +193,9 @@ fn blend(subject: [f32; 3], background: [f32; 3], colour: [f32; 3], alpha: u8) -
     })
 }
 
+/// A colour in [0, 255] rounded to nearest (as in the upsampler, without libm's `roundf`).
 fn to_u8(v: f32) -> u8 {
-    v.round() as u8
+    (v + 0.5) as u8
 }
 
 /// Per column, the sums of `K` terms over a window of rows; across a row, prefix sums of those,
