@@ -5,19 +5,16 @@
 //!
 //!     cargo run --release --features multithread --example eval_masks -- MODEL.onnx OUT_DIR PHOTO...
 
-use cutout::{image_io, Manifest, Model, Session};
+use cutout::image_io;
+
+mod common;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [model_path, out_dir, photos @ ..] = args.as_slice() else {
         return Err("usage: eval_masks MODEL.onnx OUT_DIR PHOTO...".into());
     };
-    let bytes = std::fs::read(model_path)?;
-    let entry = Manifest::builtin()
-        .find_by_sha256(&cutout::sha256_hex(&bytes))
-        .cloned()
-        .ok_or("not a model in the manifest")?;
-    let session = Session::new(Model::load(&bytes, &entry)?);
+    let session = common::session_for(model_path)?;
     let out = std::path::Path::new(out_dir);
     for (n, photo) in photos.iter().enumerate() {
         let image = cutout::decode(&std::fs::read(photo)?, cutout::DEFAULT_MAX_PIXELS)?;

@@ -2,6 +2,8 @@
 //!
 //!     cargo run --release --example profile -- MODEL.onnx PHOTO.jpg [THREADS]
 
+mod common;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [model_path, photo, rest @ ..] = args.as_slice() else {
@@ -9,14 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let threads = rest.first().map(|t| t.parse()).transpose()?.unwrap_or(1);
     cutout::set_threads(threads);
-    let bytes = std::fs::read(model_path)?;
-    let entry = cutout::Manifest::builtin()
-        .models
-        .iter()
-        .find(|m| m.sha256.as_deref() == Some(cutout::sha256_hex(&bytes).as_str()))
-        .cloned()
-        .ok_or("not a model in the manifest")?;
-    let session = cutout::Session::new(cutout::Model::load(&bytes, &entry)?);
+    let session = common::session_for(model_path)?;
     let image = cutout::decode(&std::fs::read(photo)?, cutout::DEFAULT_MAX_PIXELS)?;
     session.profile(&image)?; // warm-up
     let ops = session.profile(&image)?;

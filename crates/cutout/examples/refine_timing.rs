@@ -10,7 +10,8 @@
 use std::time::Instant;
 
 use cutout::image::{imageops, GrayImage, RgbaImage};
-use cutout::{Manifest, Model, Session};
+
+mod common;
 
 /// One way of bringing the mask to the large photo's size.
 type AlphaStage = dyn Fn(&RgbaImage) -> GrayImage;
@@ -33,12 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut stages: Vec<(&str, Box<AlphaStage>)> = vec![];
     if mask_source.ends_with(".onnx") {
-        let bytes = std::fs::read(mask_source)?;
-        let entry = Manifest::builtin()
-            .find_by_sha256(&cutout::sha256_hex(&bytes))
-            .cloned()
-            .ok_or("not a model in the manifest")?;
-        let session = Session::new(Model::load(&bytes, &entry)?);
+        let session = common::session_for(mask_source)?;
         let mask = std::sync::Arc::new(session.model_mask(&image, &mut |_| {})?);
         let reference = mask.clone();
         stages.push((
