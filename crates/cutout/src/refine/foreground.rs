@@ -11,6 +11,8 @@
 
 use image::{GrayImage, RgbaImage};
 
+use super::nearest_level;
+
 /// Radii of the two passes, in pixels of an image whose long side is 1024 (they scale with it).
 const WIDE_RADIUS: f32 = 90.0;
 const NARROW_RADIUS: f32 = 6.0;
@@ -120,8 +122,8 @@ pub fn estimate_foreground(image: &RgbaImage, alpha: &GrayImage) -> RgbaImage {
                         std::array::from_fn(|c| 255 * s[4 + c] - s[1 + c]);
                     let background = weighted_mean(&background_sum, 255 * count - s[0], colour);
                     let f = blend(subject, background, colour, alpha_y[x]);
-                    e[..3].copy_from_slice(&f.map(to_u8));
-                    e[3..].copy_from_slice(&background.map(to_u8));
+                    e[..3].copy_from_slice(&f.map(nearest_level));
+                    e[3..].copy_from_slice(&background.map(nearest_level));
                 }
             } else {
                 slot.fill(0);
@@ -156,7 +158,7 @@ pub fn estimate_foreground(image: &RgbaImage, alpha: &GrayImage) -> RgbaImage {
         let out_row = &mut out.as_mut()[t * width * 4..][..width * 4];
         for ((px, e), &a) in out_row.chunks_exact_mut(4).zip(&estimates).zip(alpha_t) {
             if a != 0 && a != 255 {
-                px[..3].copy_from_slice(&e.map(to_u8));
+                px[..3].copy_from_slice(&e.map(nearest_level));
             }
         }
     }
@@ -191,11 +193,6 @@ fn blend(subject: [f32; 3], background: [f32; 3], colour: [f32; 3], alpha: u8) -
         let f = subject[c] + a * (colour[c] - a * subject[c] - (1.0 - a) * background[c]);
         f.clamp(0.0, 255.0)
     })
-}
-
-/// A colour in [0, 255] rounded to nearest (as in the upsampler, without libm's `roundf`).
-fn to_u8(v: f32) -> u8 {
-    (v + 0.5) as u8
 }
 
 /// Per column, the sums of `K` terms over a window of rows; across a row, prefix sums of those,

@@ -7,6 +7,7 @@
 
 use image::{GrayImage, RgbaImage};
 
+use super::nearest_level;
 use crate::resize::bilinear_planar;
 
 /// Spatial reach of a cell's weight, in cells of the model's grid.
@@ -39,39 +40,35 @@ pub fn upsample(mask: &[f32], (grid_w, grid_h): (usize, usize), image: &RgbaImag
                 out[x] = levels[nearest];
                 continue;
             }
-            let value = {
-                let px = &pixels[x * 4..][..3];
-                let colour = [px[0], px[1], px[2]].map(|v| v as f32 / 255.0);
-                let (mut sum, mut weight) = (0.0f32, 0.0f32);
-                for (dj, wy) in y_weights.iter().enumerate().filter(|(_, w)| **w > 0.0) {
-                    let row = (j0 + dj - 1) * grid_w;
-                    for (di, wx) in x_weights.iter().enumerate().filter(|(_, w)| **w > 0.0) {
-                        let k = row + i0 + di - 1;
-                        let distance = (colour[0] - guide[k]).powi(2)
-                            + (colour[1] - guide[cells + k]).powi(2)
-                            + (colour[2] - guide[2 * cells + k]).powi(2);
-                        let w = wy * wx * range.of(distance);
-                        sum += w * mask[k];
-                        weight += w;
-                    }
+            let px = &pixels[x * 4..][..3];
+            let colour = [px[0], px[1], px[2]].map(|v| v as f32 / 255.0);
+            let (mut sum, mut weight) = (0.0f32, 0.0f32);
+            for (dj, wy) in y_weights.iter().enumerate().filter(|(_, w)| **w > 0.0) {
+                let row = (j0 + dj - 1) * grid_w;
+                for (di, wx) in x_weights.iter().enumerate().filter(|(_, w)| **w > 0.0) {
+                    let k = row + i0 + di - 1;
+                    let distance = (colour[0] - guide[k]).powi(2)
+                        + (colour[1] - guide[cells + k]).powi(2)
+                        + (colour[2] - guide[2 * cells + k]).powi(2);
+                    let w = wy * wx * range.of(distance);
+                    sum += w * mask[k];
+                    weight += w;
                 }
-                // The nearest cell alone when no cell's colour is close to the pixel's.
-                if weight > 0.0 {
-                    sum / weight
-                } else {
-                    mask[nearest]
-                }
+            }
+            // The nearest cell alone when no cell's colour is close to the pixel's.
+            out[x] = if weight > 0.0 {
+                unit_to_level(sum / weight)
+            } else {
+                levels[nearest]
             };
-            out[x] = unit_to_level(value);
         }
     }
     GrayImage::from_raw(width as u32, height as u32, alpha).expect("sized from the image")
 }
 
-/// A unit value as a level, rounded to nearest (`+ 0.5` and truncation: `f32::round` is a libm
-/// call on baseline x86_64, where it took a sizeable share of the pass).
+/// A unit value as a level, rounded to nearest.
 fn unit_to_level(value: f32) -> u8 {
-    (value.clamp(0.0, 1.0) * 255.0 + 0.5) as u8
+    nearest_level(value.clamp(0.0, 1.0) * 255.0)
 }
 
 /// Per output coordinate: the grid cell it falls in, and the spatial weights of the cells from
