@@ -110,8 +110,8 @@ fn photos_smaller_than_the_grid_and_thin_ones() {
 
 /// A subject of colour `subject` left of an 8-px alpha ramp, `background` right of it, composited
 /// as a camera would see it; the result is (photo, alpha).
-fn ramp_scene(subject: [u8; 3], background: [u8; 3]) -> (RgbaImage, GrayImage) {
-    let (width, height) = (200u32, 120u32);
+fn ramp_scene(width: u32, subject: [u8; 3], background: [u8; 3]) -> (RgbaImage, GrayImage) {
+    let height = 120u32;
     let alpha = GrayImage::from_fn(width, height, |x, _| {
         let a = (1.0 - (x as f32 - 96.0) / 8.0).clamp(0.0, 1.0);
         image::Luma([(a * 255.0).round() as u8])
@@ -127,8 +127,15 @@ fn ramp_scene(subject: [u8; 3], background: [u8; 3]) -> (RgbaImage, GrayImage) {
 
 #[test]
 fn semi_transparent_pixels_get_the_subjects_colour() {
+    // 2200 px wide: averages on a grid of 3-pixel blocks, as for any photo over 1024 px.
+    for width in [200, 2200] {
+        semi_transparent_pixels_get_the_subjects_colour_at(width);
+    }
+}
+
+fn semi_transparent_pixels_get_the_subjects_colour_at(width: u32) {
     let (subject, background) = ([200u8, 40, 40], [30u8, 200, 60]);
-    let (photo, alpha) = ramp_scene(subject, background);
+    let (photo, alpha) = ramp_scene(width, subject, background);
     let estimated = estimate_foreground(&photo, &alpha);
     let (mut before, mut after, mut partial) = (0.0f64, 0.0f64, 0usize);
     for ((p, e), a) in photo.pixels().zip(estimated.pixels()).zip(alpha.pixels()) {
@@ -146,7 +153,7 @@ fn semi_transparent_pixels_get_the_subjects_colour() {
     // Blur fusion is approximate: its local averages include some of the edge's own mixed pixels.
     assert!(
         after < 0.2 * before,
-        "colour error in the edge: {:.1} -> {:.1} per pixel",
+        "colour error in the edge of a {width}-px photo: {:.1} -> {:.1} per pixel",
         before / partial as f64,
         after / partial as f64
     );

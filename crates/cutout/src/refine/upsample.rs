@@ -22,45 +22,78 @@ const FLAT: f32 = 1.0 / 255.0;
 /// subject.
 pub fn upsample(mask: &[f32], (grid_w, grid_h): (usize, usize), image: &RgbaImage) -> GrayImage {
     let (width, height) = (image.width() as usize, image.height() as usize);
-    let guide = photo_on_grid(image, (grid_w, grid_h));
+    let mut alpha = vec![0u8; width * height];
+    if width == 0 || height == 0 {
+        return GrayImage::from_raw(width as u32, height as u32, alpha).expect("empty");
+    }
+    // Per cell: the photo's colour there and the mask's value, together for one load per tap.
+    let guide: Vec<[f32; 4]> = photo_on_grid(image, (grid_w, grid_h))
+        .into_iter()
+        .zip(mask)
+        .map(|([r, g, b], &m)| [r, g, b, m])
+        .collect();
     let flat = flat_cells(mask, (grid_w, grid_h));
     let levels: Vec<u8> = mask.iter().map(|&v| unit_to_level(v)).collect();
-    let cells = grid_w * grid_h;
     let (columns, rows) = (Taps::new(width, grid_w), Taps::new(height, grid_h));
+    // Per grid column, the photo columns whose nearest cell it is (a run, maybe empty).
+    let mut spans = vec![0..0; grid_w];
+    for (x, tap) in columns.0.iter().enumerate() {
+        let span = &mut spans[tap.cell];
+        if span.start == span.end {
+            *span = x..x;
+        }
+        span.end = x + 1;
+    }
+    // Per grid row, the cells whose pixels need weights.
+    let uneven: Vec<Vec<usize>> = flat
+        .chunks_exact(grid_w)
+        .map(|row| {
+            (0..grid_w)
+                .filter(|&i| !row[i] && spans[i].start < spans[i].end)
+                .collect()
+        })
+        .collect();
     let range = RangeWeights::new();
     let raw = image.as_raw();
-    let mut alpha = vec![0u8; width * height];
-    for (y, (j0, y_weights)) in rows.iter().enumerate() {
+    for (y, row_tap) in rows.0.iter().enumerate() {
+        let (done, rest) = alpha.split_at_mut(y * width);
+        let out = &mut rest[..width];
+        // Flat cells give every pixel of a row the same levels: those of the row above when it
+        // reads the same grid row.
+        if y > 0 && rows.0[y - 1].cell == row_tap.cell {
+            out.copy_from_slice(&done[(y - 1) * width..]);
+        } else {
+            let levels = &levels[row_tap.cell * grid_w..][..grid_w];
+            for (span, &level) in spans.iter().zip(levels) {
+                out[span.clone()].fill(level);
+            }
+        }
         let pixels = &raw[y * width * 4..][..width * 4];
-        let out = &mut alpha[y * width..][..width];
-        for (x, (i0, x_weights)) in columns.iter().enumerate() {
-            let nearest = j0 * grid_w + i0;
-            // Most of a photo: one table read, no weights.
-            if flat[nearest] {
-                out[x] = levels[nearest];
-                continue;
-            }
-            let px = &pixels[x * 4..][..3];
-            let colour = [px[0], px[1], px[2]].map(|v| v as f32 / 255.0);
-            let (mut sum, mut weight) = (0.0f32, 0.0f32);
-            for (dj, wy) in y_weights.iter().enumerate().filter(|(_, w)| **w > 0.0) {
-                let row = (j0 + dj - 1) * grid_w;
-                for (di, wx) in x_weights.iter().enumerate().filter(|(_, w)| **w > 0.0) {
-                    let k = row + i0 + di - 1;
-                    let distance = (colour[0] - guide[k]).powi(2)
-                        + (colour[1] - guide[cells + k]).powi(2)
-                        + (colour[2] - guide[2 * cells + k]).powi(2);
-                    let w = wy * wx * range.of(distance);
-                    sum += w * mask[k];
-                    weight += w;
+        for &i in &uneven[row_tap.cell] {
+            for x in spans[i].clone() {
+                let px = &pixels[x * 4..][..3];
+                let colour = [px[0], px[1], px[2]].map(|v| v as f32 / 255.0);
+                let column_tap = &columns.0[x];
+                let (mut sum, mut weight) = (0.0f32, 0.0f32);
+                for (&row, &wy) in row_tap.taps.iter().zip(&row_tap.weights) {
+                    let cells = &guide[row * grid_w..][..grid_w];
+                    for (&column, &wx) in column_tap.taps.iter().zip(&column_tap.weights) {
+                        let [r, g, b, m] = cells[column];
+                        let distance = (colour[0] - r).powi(2)
+                            + (colour[1] - g).powi(2)
+                            + (colour[2] - b).powi(2);
+                        let w = wy * wx * range.of(distance);
+                        sum += w * m;
+                        weight += w;
+                    }
                 }
+                // The nearest cell alone when no cell's colour is close to the pixel's.
+                out[x] = if weight > 0.0 {
+                    unit_to_level(sum / weight)
+                } else {
+                    levels[row_tap.cell * grid_w + i]
+                };
             }
-            // The nearest cell alone when no cell's colour is close to the pixel's.
-            out[x] = if weight > 0.0 {
-                unit_to_level(sum / weight)
-            } else {
-                levels[nearest]
-            };
         }
     }
     GrayImage::from_raw(width as u32, height as u32, alpha).expect("sized from the image")
@@ -71,9 +104,15 @@ fn unit_to_level(value: f32) -> u8 {
     nearest_level(value.clamp(0.0, 1.0) * 255.0)
 }
 
-/// Per output coordinate: the grid cell it falls in, and the spatial weights of the cells from
-/// one before it to two after it (0 beyond the grid).
-struct Taps(Vec<(usize, [f32; 4])>);
+/// Per output coordinate: the grid cell it falls in, and the cells from one before it to two
+/// after it with their spatial weights (a tap beyond the grid repeats the edge cell, weighted 0).
+struct Taps(Vec<Tap>);
+
+struct Tap {
+    cell: usize,
+    taps: [usize; 4],
+    weights: [f32; 4],
+}
 
 impl Taps {
     fn new(out_len: usize, grid_len: usize) -> Taps {
@@ -84,27 +123,23 @@ impl Taps {
                 .map(|i| {
                     let source = ((i as f32 + 0.5) * scale - 0.5).max(0.0);
                     let cell = (source as usize).min(grid_len - 1);
-                    let weights = std::array::from_fn(|d| {
-                        let tap = cell as isize + d as isize - 1;
-                        if tap < 0 || tap >= grid_len as isize {
-                            0.0
-                        } else {
-                            ((tap as f32 - source).powi(2) * space).exp()
-                        }
-                    });
-                    (cell, weights)
+                    let tap = |d: usize| (cell + d).checked_sub(1).filter(|&t| t < grid_len);
+                    Tap {
+                        cell,
+                        taps: std::array::from_fn(|d| tap(d).unwrap_or(cell)),
+                        weights: std::array::from_fn(|d| match tap(d) {
+                            Some(t) => ((t as f32 - source).powi(2) * space).exp(),
+                            None => 0.0,
+                        }),
+                    }
                 })
                 .collect(),
         )
     }
-
-    fn iter(&self) -> impl Iterator<Item = (usize, &[f32; 4])> {
-        self.0.iter().map(|(cell, weights)| (*cell, weights))
-    }
 }
 
 /// `exp(-d / (2 sigma²))` of a squared colour distance, from a table: the weight is below 1e-6
-/// past the table's end, and counts as 0 there.
+/// past the table's end, and counts as 0 there (the table's last entry).
 struct RangeWeights(Vec<f32>);
 
 const RANGE_STEPS: usize = 1024;
@@ -117,89 +152,172 @@ impl RangeWeights {
         RangeWeights(
             (0..RANGE_STEPS)
                 .map(|i| ((i as f32 + 0.5) * RANGE_END / RANGE_STEPS as f32 * range).exp())
+                .chain([0.0])
                 .collect(),
         )
     }
 
     fn of(&self, distance: f32) -> f32 {
-        let index = (distance * (RANGE_STEPS as f32 / RANGE_END)) as usize;
-        self.0.get(index).copied().unwrap_or(0.0)
+        // Clamped as a float first: a plain conversion is then all that is left.
+        let index = (distance * (RANGE_STEPS as f32 / RANGE_END)).min(RANGE_STEPS as f32);
+        self.0[index as u32 as usize]
     }
 }
 
-/// Per cell: does the mask vary less than [`FLAT`] over the 4x4 cells a pixel there reads?
+/// Per cell: does the mask vary less than [`FLAT`] over the 4x4 cells a pixel there reads? The
+/// range of each row's 4 cells, then of 4 rows of those.
 fn flat_cells(mask: &[f32], (grid_w, grid_h): (usize, usize)) -> Vec<bool> {
+    let reach = |i: usize, len: usize| i.saturating_sub(1)..(i + 3).min(len);
+    let widen = |(lo, hi): (f32, f32), (l, h): (f32, f32)| (lo.min(l), hi.max(h));
+    let empty = (f32::INFINITY, f32::NEG_INFINITY);
+    let mut across = vec![empty; mask.len()];
+    for (row, out) in mask
+        .chunks_exact(grid_w)
+        .zip(across.chunks_exact_mut(grid_w))
+    {
+        for (gx, range) in out.iter_mut().enumerate() {
+            *range = row[reach(gx, grid_w)]
+                .iter()
+                .fold(empty, |r, &v| widen(r, (v, v)));
+        }
+    }
     let mut flat = vec![false; mask.len()];
-    for gy in 0..grid_h {
-        for gx in 0..grid_w {
-            let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-            for j in gy.saturating_sub(1)..(gy + 3).min(grid_h) {
-                for &v in &mask[j * grid_w..][gx.saturating_sub(1)..(gx + 3).min(grid_w)] {
-                    lo = lo.min(v);
-                    hi = hi.max(v);
-                }
+    for (gy, out) in flat.chunks_exact_mut(grid_w).enumerate() {
+        let mut ranges = vec![empty; grid_w];
+        for j in reach(gy, grid_h) {
+            for (range, &row) in ranges.iter_mut().zip(&across[j * grid_w..][..grid_w]) {
+                *range = widen(*range, row);
             }
-            flat[gy * grid_w + gx] = hi - lo < FLAT;
+        }
+        for (f, (lo, hi)) in out.iter_mut().zip(ranges) {
+            *f = hi - lo < FLAT;
         }
     }
     flat
 }
 
-/// The photo's colours in [0, 1] as three planes on the grid: where the grid is coarser (both
-/// axes), each cell the average of the pixels it covers (a bilinear resize would alias fine
-/// detail into it); else a bilinear resize.
-fn photo_on_grid(image: &RgbaImage, (grid_w, grid_h): (usize, usize)) -> Vec<f32> {
+/// The photo's colours in [0, 1] on the grid: where the grid is coarser (both axes), each cell
+/// the average of the pixels it covers, partly covered ones by their share (a bilinear resize
+/// would alias fine detail into it); else a bilinear resize. Down the rows first, into the two
+/// grid rows a photo row can share, then across each finished grid row.
+fn photo_on_grid(image: &RgbaImage, (grid_w, grid_h): (usize, usize)) -> Vec<[f32; 3]> {
     let (width, height) = (image.width() as usize, image.height() as usize);
     let raw = image.as_raw();
     if grid_w > width || grid_h > height {
-        return bilinear_planar(3, (width, height), (grid_w, grid_h), |c, i| {
+        let planes = bilinear_planar(3, (width, height), (grid_w, grid_h), |c, i| {
             raw[i * 4 + c] as f32 / 255.0
         });
+        let plane = grid_w * grid_h;
+        return (0..plane)
+            .map(|k| [planes[k], planes[plane + k], planes[2 * plane + k]])
+            .collect();
     }
-    let x_spans = area_spans(width, grid_w);
-    let y_spans = area_spans(height, grid_h);
-    let plane = grid_w * grid_h;
-    let mut out = vec![0.0f32; 3 * plane];
-    let mut across = vec![0.0f32; 3 * grid_w];
-    for (gy, (y0, y_weights)) in y_spans.iter().enumerate() {
-        for (dy, wy) in y_weights.iter().enumerate() {
-            let source = &raw[(y0 + dy) * width * 4..][..width * 4];
-            across.fill(0.0);
-            for (gx, (x0, x_weights)) in x_spans.iter().enumerate() {
-                for (dx, wx) in x_weights.iter().enumerate() {
-                    let px = &source[(x0 + dx) * 4..][..3];
-                    for c in 0..3 {
-                        across[c * grid_w + gx] += wx * px[c] as f32;
-                    }
-                }
-            }
-            for c in 0..3 {
-                let row = &mut out[c * plane + gy * grid_w..][..grid_w];
-                for (o, v) in row.iter_mut().zip(&across[c * grid_w..][..grid_w]) {
-                    *o += wy * v / 255.0;
+    let columns = cell_spans(width, grid_w);
+    let mut out = Vec::with_capacity(grid_w * grid_h);
+    let mut finish_row = |down: &[f32]| {
+        let pixel = |x: usize| &down[x * 4..][..3];
+        for span in &columns {
+            let whole = down[span.whole.start * 4..span.whole.end * 4]
+                .chunks_exact(4)
+                .fold([0.0f32; 3], |t, d| std::array::from_fn(|c| t[c] + d[c]));
+            let (lead, trail) = (pixel(span.lead_pixel), pixel(span.trail_pixel));
+            out.push(std::array::from_fn(|c| {
+                (whole[c] + span.lead * lead[c] + span.trail * trail[c]) * span.scale
+            }));
+        }
+    };
+    // Per photo pixel and channel (RGBA, as flat slices are what SIMD loops are made of), the
+    // weighted sums down the rows of grid row `row` and of the next one.
+    let (mut down, mut next) = (vec![0.0f32; width * 4], vec![0.0f32; width * 4]);
+    let mut values = vec![0.0f32; width * 4];
+    let mut row = 0;
+    for (source, share) in raw.chunks_exact(width * 4).zip(shares(height, grid_h)) {
+        while row < share.cell {
+            finish_row(&down);
+            std::mem::swap(&mut down, &mut next);
+            next.fill(0.0);
+            row += 1;
+        }
+        for (v, &byte) in values.iter_mut().zip(source) {
+            *v = byte as f32;
+        }
+        for (sums, w) in [(&mut down, share.first), (&mut next, share.second)] {
+            if w != 0.0 {
+                for (sum, &v) in sums.iter_mut().zip(&values) {
+                    *sum += w * v;
                 }
             }
         }
     }
+    while row < grid_h {
+        finish_row(&down);
+        std::mem::swap(&mut down, &mut next);
+        next.fill(0.0);
+        row += 1;
+    }
     out
 }
 
-/// For each of `out_len` cells over `in_len` samples: the first sample it covers and the
-/// weights (summing to 1) of the samples it covers, partly covered ones by their share.
-fn area_spans(in_len: usize, out_len: usize) -> Vec<(usize, Vec<f32>)> {
-    let scale = in_len as f64 / out_len as f64;
+/// The samples one of `out_len` cells covers in an area average of `in_len >= out_len` samples:
+/// the whole ones, and the covered parts of the partly covered ones before and after them (a part
+/// of 0 where there is none); `scale` makes the weighted sum a mean in [0, 1] of 8-bit values.
+struct CellSpan {
+    whole: std::ops::Range<usize>,
+    lead_pixel: usize,
+    lead: f32,
+    trail_pixel: usize,
+    trail: f32,
+    scale: f32,
+}
+
+fn cell_spans(in_len: usize, out_len: usize) -> Vec<CellSpan> {
+    let size = in_len as f64 / out_len as f64;
     (0..out_len)
         .map(|i| {
-            let (start, end) = (i as f64 * scale, (i + 1) as f64 * scale);
-            let first = start.floor() as usize;
-            let last = (end.ceil() as usize).min(in_len).max(first + 1);
-            let weights = (first..last)
-                .map(|s| {
-                    let covered = (end.min(s as f64 + 1.0) - start.max(s as f64)).max(0.0);
-                    (covered / scale) as f32
-                })
-                .collect();
-            (first, weights)
+            let (start, end) = (i as f64 * size, ((i + 1) as f64 * size).min(in_len as f64));
+            let (first, last) = (
+                start.ceil() as usize,
+                (end.floor() as usize).max(start.ceil() as usize),
+            );
+            CellSpan {
+                whole: first..last,
+                lead_pixel: first.saturating_sub(1),
+                lead: (first as f64 - start) as f32,
+                trail_pixel: last.min(in_len - 1),
+                trail: (end - last as f64).max(0.0) as f32,
+                scale: (1.0 / (size * 255.0)) as f32,
+            }
+        })
+        .collect()
+}
+
+/// How one of `in_len` samples is shared between the `out_len` cells of an area average, each
+/// cell covering `in_len / out_len >= 1` samples: the first cell it falls in, its weight there
+/// and in the next cell (0 where it lies in one cell), as shares of the cell's own coverage.
+struct Share {
+    cell: usize,
+    first: f32,
+    second: f32,
+}
+
+fn shares(in_len: usize, out_len: usize) -> Vec<Share> {
+    let scale = in_len as f64 / out_len as f64;
+    (0..in_len)
+        .map(|s| {
+            let start = s as f64;
+            let cell = ((start / scale) as usize).min(out_len - 1);
+            let boundary = (cell + 1) as f64 * scale;
+            let inside = (boundary.min(start + 1.0) - start) / scale;
+            let beyond = if cell + 1 < out_len {
+                ((start + 1.0 - boundary) / scale).max(0.0)
+            } else {
+                0.0
+            };
+            Share {
+                cell,
+                first: inside as f32,
+                second: beyond as f32,
+            }
         })
         .collect()
 }
