@@ -21,7 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mask = session.model_mask(&image, &mut |_| {})?;
         let raw = mask.alpha(&image, false);
         let refined = mask.alpha(&image, true);
-        let coloured = cutout::refine::estimate_foreground(&image, &refined);
+        let mut coloured = image.clone();
+        cutout::refine::estimate_foreground(&mut coloured, &refined);
         let png = cutout::OutputFormat::Png;
         std::fs::write(
             out.join(format!("{n}.raw.png")),

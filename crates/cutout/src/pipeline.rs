@@ -6,6 +6,8 @@
 //! semi-transparent pixels get the subject's colour (crate::refine); without it every value is the
 //! reference's.
 
+use std::borrow::Cow;
+
 use image::{GrayImage, Rgba, RgbaImage};
 
 use crate::error::{Error, Result};
@@ -321,14 +323,13 @@ impl Session {
         options: &Options,
         progress: &mut dyn FnMut(Stage),
     ) -> Result<Cutout> {
-        let decoded;
-        let image = match input {
+        // Owned once decoded, so that refinement can work in place.
+        let mut image = match input {
             Input::Encoded(bytes) => {
                 progress(Stage::Decode);
-                decoded = image_io::decode(bytes, options.max_pixels)?;
-                &decoded
+                Cow::Owned(image_io::decode(bytes, options.max_pixels)?)
             }
-            Input::Pixels(image) => image,
+            Input::Pixels(image) => Cow::Borrowed(image),
         };
         if image.width() as u64 * image.height() as u64 > options.max_pixels {
             return Err(Error::TooManyPixels {
@@ -338,11 +339,12 @@ impl Session {
             });
         }
         let alpha = self
-            .model_mask(image, progress)?
-            .alpha(image, options.refine);
-        let foreground = (options.refine && options.kind == OutputKind::Cutout)
-            .then(|| refine::estimate_foreground(image, &alpha));
-        let rendered = render(foreground.as_ref().unwrap_or(image), &alpha, options)?;
+            .model_mask(&image, progress)?
+            .alpha(&image, options.refine);
+        if options.refine && options.kind == OutputKind::Cutout {
+            refine::estimate_foreground(image.to_mut(), &alpha);
+        }
+        let rendered = render(&image, &alpha, options)?;
         progress(Stage::Encode);
         Ok(Cutout {
             encoded: rendered.encode(options.format)?,

@@ -3,14 +3,15 @@
 //! `I` and `α` are known. Local averages give the subject's colour `F̂` (nearby pixels weighted
 //! by `α`) and the background's `B̂` (weighted by `1-α`); `F = F̂ + α(I - αF̂ - (1-α)B̂)` puts
 //! back into the subject the part of `I` those averages do not explain. A wide pass, then a
-//! narrow one that starts from the wide pass's estimates, as the paper does.
+//! narrow one that averages the wide pass's `F` and `B̂`, as the paper does.
 //!
-//! Window sums are integer sums down the columns, then prefix sums across the row, so the cost
-//! does not depend on the radius; they wrap, which keeps a window's total exact whenever the
-//! total itself fits. The wide pass's averages are smooth at the scale of its radius, so they are
-//! taken on a grid of pixel blocks (long side at most [`WIDE_GRID_SIDE`]) and interpolated; only
-//! the narrow pass sums full-resolution rows, and only near semi-transparent pixels. Memory is
-//! that grid and a few rows besides the result.
+//! Both passes' averages are smooth at the scale of their radius, which the paper sets for a
+//! 1024-px image; so they are taken on a grid of pixel blocks whose long side is at most
+//! [`GRID_SIDE`] (one pixel per block for a photo that size or smaller), and read back at each
+//! semi-transparent pixel by bilinear interpolation. Only `F` itself is computed per pixel, so
+//! the cost beyond one pass over the photo is in proportion to its semi-transparent pixels, and
+//! memory beyond the result is the grid's. Box sums slide down the grid's rows and are prefix
+//! sums across them, so the radius does not change the cost either.
 
 use image::{GrayImage, RgbaImage};
 
@@ -19,317 +20,284 @@ use super::nearest_level;
 /// Radii of the two passes, in pixels of an image whose long side is 1024 (they scale with it).
 const WIDE_RADIUS: f32 = 90.0;
 const NARROW_RADIUS: f32 = 6.0;
-/// The wide pass's grid has at most this many cells along the photo's long side.
-const WIDE_GRID_SIDE: usize = 1024;
-/// Keeps a block's sums within u32 (65025 x this² < 2^32); only a photo whose long side is over
-/// 256 x [`WIDE_GRID_SIDE`] needs a longer grid.
-const MAX_WIDE_BLOCK: usize = 256;
-/// Keeps a narrow window's sums within u32 (65025 x (2 x this + 1)² < 2^32).
-const MAX_NARROW_RADIUS: usize = 128;
-
-fn scaled_radius(base: f32, long_side: usize) -> usize {
-    ((base * long_side as f32 / 1024.0).round() as usize).max(1)
-}
+/// The grid has at most this many cells along the photo's long side.
+const GRID_SIDE: usize = 1024;
+/// Keeps a block's integer sums within u32 (65025 x this² < 2^32); only a photo whose long side
+/// is over 256 x [`GRID_SIDE`] gets a longer grid.
+const MAX_BLOCK: usize = 256;
 
 fn is_partial(alpha: u8) -> bool {
     alpha != 0 && alpha != 255
 }
 
-/// `image` with each semi-transparent pixel's colour replaced by the estimate of the subject's
-/// own colour there, and `alpha` as its alpha channel. Opaque and transparent pixels keep their
-/// colour.
-pub fn estimate_foreground(image: &RgbaImage, alpha: &GrayImage) -> RgbaImage {
+/// Gives `image` (of `alpha`'s size) `alpha` as its alpha channel, and each semi-transparent
+/// pixel the estimate of the subject's own colour there. Opaque and transparent pixels keep their
+/// colour. In place, as a 12 MP photo is 48 MB: every pixel's colour is read before it is written.
+pub fn estimate_foreground(image: &mut RgbaImage, alpha: &GrayImage) {
+    assert_eq!(
+        image.dimensions(),
+        alpha.dimensions(),
+        "a mask of the photo's size"
+    );
     let (width, height) = (image.width() as usize, image.height() as usize);
-    let (pixels, alphas) = (image.as_raw(), alpha.as_raw());
-    let mut out = image.clone();
-    for (px, &a) in out.as_mut().chunks_exact_mut(4).zip(alphas) {
+    let alphas = alpha.as_raw();
+    for (px, &a) in image.chunks_exact_mut(4).zip(alphas) {
         px[3] = a;
     }
-    let alpha_row = |y: usize| &alphas[y * width..][..width];
-    let pixel_row = |y: usize| &pixels[y * width * 4..][..width * 4];
     // A fold rather than `any`, as it has no early exit to keep it from vectorising.
-    let partial_rows: Vec<bool> = (0..height)
-        .map(|y| {
-            alpha_row(y)
+    let partial_rows: Vec<usize> = (0..height)
+        .filter(|&y| {
+            alphas[y * width..][..width]
                 .iter()
                 .fold(false, |any, &a| any | is_partial(a))
         })
         .collect();
-    if !partial_rows.contains(&true) {
-        return out;
+    if partial_rows.is_empty() {
+        return;
     }
-    let long_side = width.max(height);
-    let narrow = scaled_radius(NARROW_RADIUS, long_side).min(MAX_NARROW_RADIUS);
-    let wide = WideMeans::new(image, alpha, scaled_radius(WIDE_RADIUS, long_side));
-    // The rows whose wide estimates the narrow pass reads: those within `narrow` of a partial row.
-    let mut rows_read = vec![false; height];
-    for y in (0..height).filter(|&y| partial_rows[y]) {
-        rows_read[y.saturating_sub(narrow)..(y + narrow + 1).min(height)].fill(true);
-    }
+    let pixels = image.as_raw();
+    let grid = Grid::new(width, height);
+    let blocks = BlockSums::of(image, alpha, &grid);
 
-    // Per column, the partial pixels in the rows `[y - narrow, y + narrow]`; across the row,
-    // their prefix sums, which say which columns are within `narrow` of one: the columns whose
-    // wide estimates the narrow pass reads.
-    let mut partial_counts = vec![0u32; width];
-    let mut partial_prefix = vec![0u32; width + 1];
-    let count_partial = |counts: &mut [u32], row: usize, add: bool| {
-        for (count, &a) in counts.iter_mut().zip(alpha_row(row)) {
-            let partial = is_partial(a) as u32;
-            *count = if add {
-                *count + partial
-            } else {
-                *count - partial
-            };
-        }
-    };
-    // The narrow pass's terms for the last `2 * narrow + 2` rows: what its window of rows
-    // holds, and the row it drops next.
-    let ring_rows = 2 * narrow + 2;
-    let mut terms_ring = vec![[0u32; NARROW_TERMS]; ring_rows * width];
-    let mut narrow_sums = ColumnSums::<NARROW_TERMS, u32>::new(width);
-    let mut wide_row = vec![[0.0f32; 6]; wide.grid_width];
-    let slot = |y: usize| (y % ring_rows) * width..(y % ring_rows + 1) * width;
+    let wide = grid.box_means(
+        grid.radius(WIDE_RADIUS),
+        |cell| blocks.wide_terms(cell),
+        |_, s| {
+            let colour = [s[4], s[5], s[6]].map(|c| (c / s[7]) as f32);
+            let subject = mean([s[1], s[2], s[3]], s[0], colour);
+            let background_sums = std::array::from_fn(|c| 255.0 * s[4 + c] - s[1 + c]);
+            let background = mean(background_sums, 255.0 * s[7] - s[0], colour);
+            [subject, background]
+        },
+    );
 
-    for row in 0..narrow.min(height) {
-        count_partial(&mut partial_counts, row, true);
-    }
-    for y in 0..height + narrow {
-        if y < height {
-            if y + narrow < height {
-                count_partial(&mut partial_counts, y + narrow, true);
+    // Per cell, Σ αF of the wide pass's `F`: `I` where α is 1, computed where it is partial.
+    let mut subject_sums: Vec<[f64; 3]> = blocks
+        .opaque
+        .iter()
+        .map(|sums| sums.map(|s| 255.0 * s as f64))
+        .collect();
+    let mut means_row = vec![[[0.0f32; 3]; 2]; grid.width];
+    for &y in &partial_rows {
+        wide.interpolate_row(&grid, y, &mut means_row);
+        let cells = &mut subject_sums[y / grid.block * grid.width..][..grid.width];
+        for (x, &a) in alphas[y * width..][..width].iter().enumerate() {
+            if is_partial(a) {
+                let [subject, background] = grid.at(&means_row, x);
+                let f = blend(subject, background, rgb(pixels, y * width + x), a);
+                let sums = &mut cells[grid.cell_column[x]];
+                *sums = std::array::from_fn(|c| sums[c] + (a as f32 * f[c]) as f64);
             }
-            if let Some(row) = y.checked_sub(narrow + 1) {
-                count_partial(&mut partial_counts, row, false);
-            }
-            // Rows no partial row's window reaches are left out of the narrow sums.
-            if rows_read[y] {
-                let mut running = 0;
-                for (prefix, &count) in partial_prefix[1..].iter_mut().zip(&partial_counts) {
-                    running += (count != 0) as u32;
-                    *prefix = running;
-                }
-                let terms = &mut terms_ring[slot(y)];
-                wide.interpolate_row(y, &mut wide_row);
-                let (alpha_y, pixels_y) = (alpha_row(y), pixel_row(y));
-                for (x, term) in terms.iter_mut().enumerate() {
-                    let (lo, hi) = (x.saturating_sub(narrow), (x + narrow + 1).min(width));
-                    *term = if partial_prefix[hi] == partial_prefix[lo] {
-                        [0; NARROW_TERMS]
-                    } else {
-                        narrow_terms(&wide, &wide_row, x, rgb(pixels_y, x), alpha_y[x])
-                    };
-                }
-                narrow_sums.add(terms);
-            }
-        }
-        let Some(t) = y.checked_sub(narrow) else {
-            continue;
-        };
-        if let Some(dropped) = t.checked_sub(narrow + 1).filter(|&row| rows_read[row]) {
-            narrow_sums.remove(&terms_ring[slot(dropped)]);
-        }
-        if !partial_rows[t] {
-            continue;
-        }
-        narrow_sums.prepare();
-        let rows = ((t + narrow + 1).min(height) - t.saturating_sub(narrow)) as u32;
-        let (alpha_t, pixels_t) = (alpha_row(t), pixel_row(t));
-        let out_row = &mut out.as_mut()[t * width * 4..][..width * 4];
-        for (x, (px, &a)) in out_row.chunks_exact_mut(4).zip(alpha_t).enumerate() {
-            if !is_partial(a) {
-                continue;
-            }
-            let (lo, hi) = (x.saturating_sub(narrow), (x + narrow + 1).min(width));
-            let s = narrow_sums.window(lo, hi);
-            let count = (hi - lo) as u32 * rows;
-            let colour = rgb(pixels_t, x);
-            let subject = weighted_mean([s[1], s[2], s[3]], s[0], colour);
-            let background = weighted_mean([s[4], s[5], s[6]], 255 * count - s[0], colour);
-            px[..3].copy_from_slice(&blend(subject, background, colour, a).map(nearest_level));
         }
     }
-    out
-}
-
-/// The narrow pass's terms at pixel `x` of a row whose wide averages are `wide_row`.
-fn narrow_terms(
-    wide: &WideMeans,
-    wide_row: &[[f32; 6]],
-    x: usize,
-    colour: [f32; 3],
-    alpha: u8,
-) -> [u32; NARROW_TERMS] {
-    let level = |v: f32| nearest_level(v) as u32;
-    match alpha {
-        // Where α is 1, `F` is `I`, and `B̂` is not used; where it is 0, `F` is not used.
-        255 => {
-            let [r, g, b] = colour.map(level);
-            [255, 255 * r, 255 * g, 255 * b, 0, 0, 0, 0]
-        }
-        0 => {
-            let [r, g, b] = wide.background_at(wide_row, x).map(level);
-            [0, 0, 0, 0, 255 * r, 255 * g, 255 * b, 0]
-        }
-        _ => {
-            let [subject, background] = wide.at(wide_row, x);
-            let f = blend(subject, background, colour, alpha).map(level);
-            let b = background.map(level);
-            let (a, ia) = (alpha as u32, 255 - alpha as u32);
+    let narrow = grid.box_means(
+        grid.radius(NARROW_RADIUS),
+        |cell| {
+            let [alpha_sum, pixels] = blocks.alpha_and_pixels(cell);
+            let background_weight = 255.0 * pixels - alpha_sum;
+            let f = subject_sums[cell];
+            let b = wide.cells[cell][1].map(|c| background_weight * c as f64);
+            [alpha_sum, f[0], f[1], f[2], b[0], b[1], b[2], pixels]
+        },
+        |cell, s| {
+            let [wide_subject, wide_background] = wide.cells[cell];
             [
-                a,
-                a * f[0],
-                a * f[1],
-                a * f[2],
-                ia * b[0],
-                ia * b[1],
-                ia * b[2],
-                0,
+                mean([s[1], s[2], s[3]], s[0], wide_subject),
+                mean([s[4], s[5], s[6]], 255.0 * s[7] - s[0], wide_background),
             ]
+        },
+    );
+
+    for &y in &partial_rows {
+        narrow.interpolate_row(&grid, y, &mut means_row);
+        let row = &mut image.as_mut()[y * width * 4..][..width * 4];
+        for (x, &a) in alphas[y * width..][..width].iter().enumerate() {
+            if is_partial(a) {
+                let [subject, background] = grid.at(&means_row, x);
+                let f = blend(subject, background, rgb(row, x), a);
+                row[x * 4..][..3].copy_from_slice(&f.map(nearest_level));
+            }
         }
     }
 }
 
-/// The narrow pass's terms per pixel: α, αF (3), (1-α)B̂ (3), with `α` in levels and the wide
-/// pass's `F` and `B̂` rounded to levels; then one lane that keeps each row's terms 32 bytes.
-const NARROW_TERMS: usize = 8;
-
-/// The wide pass's local averages of the subject's colour `F̂` and the background's `B̂`, on a
-/// grid of `block`-pixel squares, read back at any pixel by bilinear interpolation between the
-/// cells' centres.
-struct WideMeans {
+/// The blocks the averages are taken over, and how a photo pixel reads between their centres.
+struct Grid {
+    long_side: usize,
     block: usize,
-    grid_width: usize,
-    grid_height: usize,
-    /// Per cell: `F̂`, then `B̂`, as RGB.
-    cells: Vec<[f32; 6]>,
+    width: usize,
+    height: usize,
+    /// Per photo column: its block's grid column.
+    cell_column: Vec<usize>,
     /// Per photo column: the two grid columns either side of it and the second one's weight.
-    columns: Vec<(usize, usize, f32)>,
+    neighbours: Vec<(usize, usize, f32)>,
 }
 
-impl WideMeans {
-    fn new(image: &RgbaImage, alpha: &GrayImage, radius: usize) -> Self {
-        let (width, height) = (image.width() as usize, image.height() as usize);
-        let block = width
-            .max(height)
-            .div_ceil(WIDE_GRID_SIDE)
-            .min(MAX_WIDE_BLOCK);
-        let (grid_width, grid_height) = (width.div_ceil(block), height.div_ceil(block));
-        let grid_radius = (radius as f32 / block as f32).round().max(1.0) as usize;
-
-        // Per block: Σα, ΣαI (3), ΣI (3) and its pixel count; Σ(1-α)I and Σ(1-α) follow.
-        let mut blocks = vec![[0u32; 8]; grid_width * grid_height];
-        for (y, (pixel_row, alpha_row)) in image
-            .as_raw()
-            .chunks_exact(width * 4)
-            .zip(alpha.as_raw().chunks_exact(width))
-            .enumerate()
-        {
-            let block_row = &mut blocks[y / block * grid_width..][..grid_width];
-            for ((sums, pixels), alphas) in block_row
-                .iter_mut()
-                .zip(pixel_row.chunks(block * 4))
-                .zip(alpha_row.chunks(block))
-            {
-                // ΣI and Σα, then ΣαI (and Σα², unused): four lanes each, for SIMD.
-                let (mut plain, mut weighted) = ([0u32; 4], [0u32; 4]);
-                for (px, &a) in pixels.chunks_exact(4).zip(alphas) {
-                    let terms = [px[0], px[1], px[2], a].map(u32::from);
-                    for k in 0..4 {
-                        plain[k] += terms[k];
-                        weighted[k] += terms[k] * a as u32;
-                    }
-                }
-                let [r, g, b, a] = plain;
-                let [ar, ag, ab, _] = weighted;
-                let added = [a, ar, ag, ab, r, g, b, alphas.len() as u32];
-                for (sum, block_sum) in sums.iter_mut().zip(added) {
-                    *sum += block_sum;
-                }
-            }
+impl Grid {
+    fn new(width: usize, height: usize) -> Grid {
+        let block = width.max(height).div_ceil(GRID_SIDE).min(MAX_BLOCK);
+        let grid_width = width.div_ceil(block);
+        Grid {
+            long_side: width.max(height),
+            block,
+            width: grid_width,
+            height: height.div_ceil(block),
+            cell_column: (0..width).map(|x| x / block).collect(),
+            neighbours: (0..width)
+                .map(|x| grid_neighbours(x, block, grid_width))
+                .collect(),
         }
+    }
 
-        let mut cells = vec![[0.0; 6]; grid_width * grid_height];
-        let mut sums = ColumnSums::<8, u64>::new(grid_width);
-        let mut widened = vec![[0u64; 8]; grid_width];
-        let widen = |row: usize, widened: &mut [[u64; 8]]| {
-            for (wide, block) in widened.iter_mut().zip(&blocks[row * grid_width..]) {
-                *wide = block.map(u64::from);
+    /// A radius given for a 1024-px image, in cells of this grid.
+    fn radius(&self, base: f32) -> usize {
+        let pixels = base * self.long_side as f32 / 1024.0;
+        ((pixels / self.block as f32).round() as usize).max(1)
+    }
+
+    /// Per cell, `means(cell, sums)` of the sums of `terms` over the cells within `radius` of it.
+    fn box_means(
+        &self,
+        radius: usize,
+        terms: impl Fn(usize) -> [f64; 8],
+        means: impl Fn(usize, [f64; 8]) -> [[f32; 3]; 2],
+    ) -> Means {
+        let mut cells = Vec::with_capacity(self.width * self.height);
+        let mut sums = ColumnSums::new(self.width);
+        let mut row_terms = vec![[0.0; 8]; self.width];
+        let row_of = |row: usize, out: &mut [[f64; 8]]| {
+            for (x, t) in out.iter_mut().enumerate() {
+                *t = terms(row * self.width + x);
             }
         };
         let (mut top, mut bottom) = (0, 0);
-        for y in 0..grid_height {
-            while bottom < (y + grid_radius + 1).min(grid_height) {
-                widen(bottom, &mut widened);
-                sums.add(&widened);
+        for y in 0..self.height {
+            while bottom < (y + radius + 1).min(self.height) {
+                row_of(bottom, &mut row_terms);
+                sums.add(&row_terms);
                 bottom += 1;
             }
-            while top < y.saturating_sub(grid_radius) {
-                widen(top, &mut widened);
-                sums.remove(&widened);
+            while top < y.saturating_sub(radius) {
+                row_of(top, &mut row_terms);
+                sums.remove(&row_terms);
                 top += 1;
             }
             sums.prepare();
-            for (x, cell) in cells[y * grid_width..][..grid_width].iter_mut().enumerate() {
-                let s = sums.window(
-                    x.saturating_sub(grid_radius),
-                    (x + grid_radius + 1).min(grid_width),
-                );
-                let pixels = s[7] as f32;
-                let colour = [s[4], s[5], s[6]].map(|c| c as f32 / pixels);
-                let weight = |w: u64| w as f32;
-                let subject = mean([s[1], s[2], s[3]].map(weight), weight(s[0]), colour);
-                let background = mean(
-                    std::array::from_fn(|c| weight(255 * s[4 + c] - s[1 + c])),
-                    weight(255 * s[7] - s[0]),
-                    colour,
-                );
-                *cell = [
-                    subject[0],
-                    subject[1],
-                    subject[2],
-                    background[0],
-                    background[1],
-                    background[2],
-                ];
+            for x in 0..self.width {
+                let window =
+                    sums.window(x.saturating_sub(radius), (x + radius + 1).min(self.width));
+                cells.push(means(y * self.width + x, window));
             }
         }
-        let columns = (0..width)
-            .map(|x| grid_neighbours(x, block, grid_width))
-            .collect();
-        WideMeans {
-            block,
-            grid_width,
-            grid_height,
-            cells,
-            columns,
-        }
+        Means { cells }
     }
 
-    /// The grid's averages at photo row `y`, per grid column, into `row`.
-    fn interpolate_row(&self, y: usize, row: &mut [[f32; 6]]) {
-        let (top, bottom, weight) = grid_neighbours(y, self.block, self.grid_height);
-        let grid_row = |r: usize| &self.cells[r * self.grid_width..][..self.grid_width];
-        for ((out, top), bottom) in row.iter_mut().zip(grid_row(top)).zip(grid_row(bottom)) {
-            *out = std::array::from_fn(|m| lerp(top[m], bottom[m], weight));
-        }
-    }
-
-    /// `F̂` and `B̂` at photo column `x` of a row from [`Self::interpolate_row`].
-    fn at(&self, row: &[[f32; 6]], x: usize) -> [[f32; 3]; 2] {
-        let (left, right, weight) = self.columns[x];
+    /// `F̂` and `B̂` at photo column `x` of a row from [`Means::interpolate_row`].
+    fn at(&self, row: &[[[f32; 3]; 2]], x: usize) -> [[f32; 3]; 2] {
+        let (left, right, weight) = self.neighbours[x];
         let (left, right) = (&row[left], &row[right]);
-        std::array::from_fn(|m| {
-            std::array::from_fn(|c| lerp(left[3 * m + c], right[3 * m + c], weight))
-        })
+        std::array::from_fn(|m| std::array::from_fn(|c| lerp(left[m][c], right[m][c], weight)))
     }
 }
 
-impl WideMeans {
-    /// `B̂` alone at photo column `x`, as [`Self::at`] gives it.
-    fn background_at(&self, row: &[[f32; 6]], x: usize) -> [f32; 3] {
-        let (left, right, weight) = self.columns[x];
-        let (left, right) = (&row[left], &row[right]);
-        std::array::from_fn(|c| lerp(left[3 + c], right[3 + c], weight))
+/// Per grid cell: `F̂` and `B̂`, as RGB.
+struct Means {
+    cells: Vec<[[f32; 3]; 2]>,
+}
+
+impl Means {
+    /// The averages at photo row `y`, per grid column, into `row`.
+    fn interpolate_row(&self, grid: &Grid, y: usize, row: &mut [[[f32; 3]; 2]]) {
+        let (top, bottom, weight) = grid_neighbours(y, grid.block, grid.height);
+        let grid_row = |r: usize| &self.cells[r * grid.width..][..grid.width];
+        for ((out, top), bottom) in row.iter_mut().zip(grid_row(top)).zip(grid_row(bottom)) {
+            *out = std::array::from_fn(|m| {
+                std::array::from_fn(|c| lerp(top[m][c], bottom[m][c], weight))
+            });
+        }
+    }
+}
+
+/// Per block of the photo, exact integer sums: Σα, ΣαI (3), ΣI (3), the pixel count (for the
+/// wide pass; Σ(1-α)I and Σ(1-α) follow), and ΣI over the opaque pixels (for the narrow one).
+struct BlockSums {
+    wide: Vec<[u32; 8]>,
+    opaque: Vec<[u32; 3]>,
+}
+
+impl BlockSums {
+    fn of(image: &RgbaImage, alpha: &GrayImage, grid: &Grid) -> BlockSums {
+        let width = image.width() as usize;
+        let cells = grid.width * grid.height;
+        let (mut wide, mut opaque) = (vec![[0u32; 8]; cells], vec![[0u32; 3]; cells]);
+        // Per photo column, sums down the rows of the current row of blocks, in flat slices of
+        // RGBA lanes (the A lane unused) for SIMD: ΣI, ΣαI and ΣI where α is 1; and Σα.
+        let mut colour = vec![0u32; width * 4];
+        let mut weighted = vec![0u32; width * 4];
+        let mut solid = vec![0u32; width * 4];
+        let mut alpha_sums = vec![0u32; width];
+        let mut alpha_lanes = vec![0u8; width * 4];
+        let rows = image
+            .as_raw()
+            .chunks_exact(width * 4)
+            .zip(alpha.as_raw().chunks_exact(width));
+        for (y, (pixel_row, alpha_row)) in rows.enumerate() {
+            for (lanes, &a) in alpha_lanes.chunks_exact_mut(4).zip(alpha_row) {
+                lanes.fill(a);
+            }
+            for (sum, &a) in alpha_sums.iter_mut().zip(alpha_row) {
+                *sum += a as u32;
+            }
+            // Indexed, over slices of one length, so that the loop compiles to SIMD.
+            let n = width * 4;
+            let (c, w, s) = (&mut colour[..n], &mut weighted[..n], &mut solid[..n]);
+            let (values, alpha_lanes) = (&pixel_row[..n], &alpha_lanes[..n]);
+            for i in 0..n {
+                let (v, a) = (values[i], alpha_lanes[i]);
+                c[i] += v as u32;
+                // α x I fits in 16 bits, which SIMD multiplies in one step.
+                w[i] += (v as u16 * a as u16) as u32;
+                s[i] += if a == 255 { v as u32 } else { 0 };
+            }
+            let last_of_block_row = (y + 1) % grid.block == 0 || y + 1 == alpha.height() as usize;
+            if !last_of_block_row {
+                continue;
+            }
+            let row = y / grid.block * grid.width..(y / grid.block + 1) * grid.width;
+            for (x, (wide, opaque)) in wide[row.clone()]
+                .iter_mut()
+                .zip(&mut opaque[row])
+                .enumerate()
+            {
+                let columns = x * grid.block..((x + 1) * grid.block).min(width);
+                let lanes = columns.start * 4..columns.end * 4;
+                let total = |sums: &[u32]| {
+                    sums.chunks_exact(4)
+                        .fold([0u32; 3], |t, s| [t[0] + s[0], t[1] + s[1], t[2] + s[2]])
+                };
+                let ([r, g, b], [ar, ag, ab]) = (
+                    total(&colour[lanes.clone()]),
+                    total(&weighted[lanes.clone()]),
+                );
+                let a = alpha_sums[columns.clone()].iter().sum();
+                let pixels = (columns.len() * (y % grid.block + 1)) as u32;
+                *wide = [a, ar, ag, ab, r, g, b, pixels];
+                *opaque = total(&solid[lanes]);
+            }
+            for sums in [&mut colour, &mut weighted, &mut solid] {
+                sums.fill(0);
+            }
+            alpha_sums.fill(0);
+        }
+        BlockSums { wide, opaque }
+    }
+
+    fn wide_terms(&self, cell: usize) -> [f64; 8] {
+        self.wide[cell].map(f64::from)
+    }
+
+    fn alpha_and_pixels(&self, cell: usize) -> [f64; 2] {
+        [self.wide[cell][0] as f64, self.wide[cell][7] as f64]
     }
 }
 
@@ -345,26 +313,18 @@ fn grid_neighbours(x: usize, block: usize, cells: usize) -> (usize, usize, f32) 
     (first, (first + 1).min(cells - 1), position - first as f32)
 }
 
-fn rgb(row: &[u8], x: usize) -> [f32; 3] {
-    [
-        row[x * 4] as f32,
-        row[x * 4 + 1] as f32,
-        row[x * 4 + 2] as f32,
-    ]
+/// The colour of pixel `index` of an RGBA buffer.
+fn rgb(pixels: &[u8], index: usize) -> [f32; 3] {
+    let px = &pixels[index * 4..][..3];
+    [px[0] as f32, px[1] as f32, px[2] as f32]
 }
 
 /// `sums / weight`, or `fallback` where nothing in the window had weight.
-fn mean(sums: [f32; 3], weight: f32, fallback: [f32; 3]) -> [f32; 3] {
-    if weight == 0.0 {
+fn mean(sums: [f64; 3], weight: f64, fallback: [f32; 3]) -> [f32; 3] {
+    if weight <= 0.0 {
         return fallback;
     }
-    let scale = 1.0 / weight;
-    sums.map(|s| s * scale)
-}
-
-/// [`mean`] of integer sums that fit in u32.
-fn weighted_mean(sums: [u32; 3], weight: u32, fallback: [f32; 3]) -> [f32; 3] {
-    mean(sums.map(|s| s as f32), weight as f32, fallback)
+    sums.map(|s| (s / weight) as f32)
 }
 
 /// `F̂ + α(I - αF̂ - (1-α)B̂)`, clamped to the colour range.
@@ -376,69 +336,46 @@ fn blend(subject: [f32; 3], background: [f32; 3], colour: [f32; 3], alpha: u8) -
     })
 }
 
-/// An integer that window sums add and subtract with wrap-around.
-trait Lane: Copy + Default {
-    fn plus(self, other: Self) -> Self;
-    fn minus(self, other: Self) -> Self;
+/// Per column, the sums of 8 terms over the rows added and not yet removed; across a row, prefix
+/// sums of those, so that any horizontal window's total is one subtraction. In f64, which holds
+/// the integer sums exactly.
+struct ColumnSums {
+    sums: Vec<[f64; 8]>,
+    prefix: Vec<[f64; 8]>,
 }
 
-impl Lane for u32 {
-    fn plus(self, other: Self) -> Self {
-        self.wrapping_add(other)
-    }
-    fn minus(self, other: Self) -> Self {
-        self.wrapping_sub(other)
-    }
-}
-
-impl Lane for u64 {
-    fn plus(self, other: Self) -> Self {
-        self.wrapping_add(other)
-    }
-    fn minus(self, other: Self) -> Self {
-        self.wrapping_sub(other)
-    }
-}
-
-/// Per column, the sums of `K` terms over the rows added and not yet removed; across a row,
-/// prefix sums of those, so that any horizontal window's total is one subtraction.
-struct ColumnSums<const K: usize, T> {
-    sums: Vec<[T; K]>,
-    prefix: Vec<[T; K]>,
-}
-
-impl<const K: usize, T: Lane> ColumnSums<K, T> {
+impl ColumnSums {
     fn new(width: usize) -> Self {
         ColumnSums {
-            sums: vec![[T::default(); K]; width],
-            prefix: vec![[T::default(); K]; width + 1],
+            sums: vec![[0.0; 8]; width],
+            prefix: vec![[0.0; 8]; width + 1],
         }
     }
 
-    fn add(&mut self, row: &[[T; K]]) {
+    fn add(&mut self, row: &[[f64; 8]]) {
         for (sum, terms) in self.sums.iter_mut().zip(row) {
-            *sum = std::array::from_fn(|k| sum[k].plus(terms[k]));
+            *sum = std::array::from_fn(|k| sum[k] + terms[k]);
         }
     }
 
-    fn remove(&mut self, row: &[[T; K]]) {
+    fn remove(&mut self, row: &[[f64; 8]]) {
         for (sum, terms) in self.sums.iter_mut().zip(row) {
-            *sum = std::array::from_fn(|k| sum[k].minus(terms[k]));
+            *sum = std::array::from_fn(|k| sum[k] - terms[k]);
         }
     }
 
     /// Prefix sums of the current column sums across the row.
     fn prepare(&mut self) {
-        let mut running = [T::default(); K];
+        let mut running = [0.0; 8];
         for (prefix, sum) in self.prefix[1..].iter_mut().zip(&self.sums) {
-            running = std::array::from_fn(|k| running[k].plus(sum[k]));
+            running = std::array::from_fn(|k| running[k] + sum[k]);
             *prefix = running;
         }
     }
 
     /// The sums over columns `[lo, hi)` of the rows in the window.
-    fn window(&self, lo: usize, hi: usize) -> [T; K] {
+    fn window(&self, lo: usize, hi: usize) -> [f64; 8] {
         let (a, b) = (&self.prefix[lo], &self.prefix[hi]);
-        std::array::from_fn(|k| b[k].minus(a[k]))
+        std::array::from_fn(|k| b[k] - a[k])
     }
 }
