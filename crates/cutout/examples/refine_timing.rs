@@ -71,20 +71,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let alpha = alpha.expect("one stage ran");
     // In place, as the pipeline does on the photo it decoded: each run on a fresh copy, made
     // (and its memory touched) before the clock starts.
-    let mut times: Vec<f64> = (0..runs.max(1))
-        .map(|_| {
-            let mut photo = big.clone();
-            let started = Instant::now();
-            cutout::refine::estimate_foreground(&mut photo, &alpha);
-            started.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    println!(
-        "  {:<22} {:.3} s",
-        "foreground estimate",
-        times[times.len() / 2]
+    let seconds = median_with(
+        runs,
+        || big.clone(),
+        |mut photo| cutout::refine::estimate_foreground(&mut photo, &alpha),
     );
+    println!("  {:<22} {seconds:.3} s", "foreground estimate");
     if let Some(peak) = peak_memory_mb() {
         println!(
             "  peak memory (VmHWM)    {peak:.0} MB (the photo alone: {:.0} MB)",
@@ -95,10 +87,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn median(runs: usize, mut run: impl FnMut()) -> f64 {
+    median_with(runs, || (), |()| run())
+}
+
+/// The median time of `run`, each time on what `prepare` made before the clock started.
+fn median_with<T>(runs: usize, mut prepare: impl FnMut() -> T, mut run: impl FnMut(T)) -> f64 {
     let mut times: Vec<f64> = (0..runs.max(1))
         .map(|_| {
+            let input = prepare();
             let started = Instant::now();
-            run();
+            run(input);
             started.elapsed().as_secs_f64()
         })
         .collect();

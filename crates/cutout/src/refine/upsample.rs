@@ -231,13 +231,17 @@ fn photo_on_grid(image: &RgbaImage, (grid_w, grid_h): (usize, usize)) -> Vec<[f3
     let (mut down, mut next) = (vec![0.0f32; width * 4], vec![0.0f32; width * 4]);
     let mut values = vec![0.0f32; width * 4];
     let mut row = 0;
-    for (source, share) in raw.chunks_exact(width * 4).zip(shares(height, grid_h)) {
-        while row < share.cell {
-            finish_row(&down);
-            std::mem::swap(&mut down, &mut next);
+    // Finishes the grid rows before `until`; the next one's sums become the current ones.
+    let mut finish_rows_to = |until: usize, down: &mut Vec<f32>, next: &mut Vec<f32>| {
+        while row < until {
+            finish_row(down);
+            std::mem::swap(down, next);
             next.fill(0.0);
             row += 1;
         }
+    };
+    for (source, share) in raw.chunks_exact(width * 4).zip(shares(height, grid_h)) {
+        finish_rows_to(share.cell, &mut down, &mut next);
         for (v, &byte) in values.iter_mut().zip(source) {
             *v = byte as f32;
         }
@@ -249,12 +253,7 @@ fn photo_on_grid(image: &RgbaImage, (grid_w, grid_h): (usize, usize)) -> Vec<[f3
             }
         }
     }
-    while row < grid_h {
-        finish_row(&down);
-        std::mem::swap(&mut down, &mut next);
-        next.fill(0.0);
-        row += 1;
-    }
+    finish_rows_to(grid_h, &mut down, &mut next);
     out
 }
 
