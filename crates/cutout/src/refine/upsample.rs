@@ -26,12 +26,7 @@ pub fn upsample(mask: &[f32], (grid_w, grid_h): (usize, usize), image: &RgbaImag
     if width == 0 || height == 0 {
         return GrayImage::from_raw(width as u32, height as u32, alpha).expect("empty");
     }
-    // Per cell: the photo's colour there and the mask's value, together for one load per tap.
-    let guide: Vec<[f32; 4]> = photo_on_grid(image, (grid_w, grid_h))
-        .into_iter()
-        .zip(mask)
-        .map(|([r, g, b], &m)| [r, g, b, m])
-        .collect();
+    let guide = Guide::new(&photo_on_grid(image, (grid_w, grid_h)), mask, grid_w);
     let flat = flat_cells(mask, (grid_w, grid_h));
     let levels: Vec<u8> = mask.iter().map(|&v| unit_to_level(v)).collect();
     let (columns, rows) = (Taps::new(width, grid_w), Taps::new(height, grid_h));
@@ -74,19 +69,7 @@ pub fn upsample(mask: &[f32], (grid_w, grid_h): (usize, usize), image: &RgbaImag
                 let px = &pixels[x * 4..][..3];
                 let colour = [px[0], px[1], px[2]].map(|v| v as f32 / 255.0);
                 let column_tap = &columns.0[x];
-                let (mut sum, mut weight) = (0.0f32, 0.0f32);
-                for (&row, &wy) in row_tap.taps.iter().zip(&row_tap.weights) {
-                    let cells = &guide[row * grid_w..][..grid_w];
-                    for (&column, &wx) in column_tap.taps.iter().zip(&column_tap.weights) {
-                        let [r, g, b, m] = cells[column];
-                        let distance = (colour[0] - r).powi(2)
-                            + (colour[1] - g).powi(2)
-                            + (colour[2] - b).powi(2);
-                        let w = wy * wx * range.of(distance);
-                        sum += w * m;
-                        weight += w;
-                    }
-                }
+                let (sum, weight) = guide.weighted(&range, row_tap, column_tap, colour);
                 // The nearest cell alone when no cell's colour is close to the pixel's.
                 out[x] = if weight > 0.0 {
                     unit_to_level(sum / weight)
@@ -104,13 +87,86 @@ fn unit_to_level(value: f32) -> u8 {
     nearest_level(value.clamp(0.0, 1.0) * 255.0)
 }
 
-/// Per output coordinate: the grid cell it falls in, and the cells from one before it to two
-/// after it with their spatial weights (a tap beyond the grid repeats the edge cell, weighted 0).
+/// The photo's colour on the grid and the mask's value, as four planes (red, green, blue, mask)
+/// per grid row, each padded with one cell before and two after: a pixel's 4x4 taps are then four
+/// runs of four adjacent values, which SIMD reads whole. Taps in the padding weigh 0.
+struct Guide {
+    /// Per padded grid row: `[plane][column]`, `stride` values per plane.
+    rows: Vec<f32>,
+    stride: usize,
+}
+
+/// Cells of padding before and after a row (and rows before and after the grid).
+const PAD_BEFORE: usize = 1;
+const PAD_AFTER: usize = 2;
+
+impl Guide {
+    fn new(colours: &[[f32; 3]], mask: &[f32], grid_w: usize) -> Guide {
+        let stride = PAD_BEFORE + grid_w + PAD_AFTER;
+        let grid_h = mask.len() / grid_w;
+        let mut rows = vec![0.0f32; (PAD_BEFORE + grid_h + PAD_AFTER) * 4 * stride];
+        for (gy, (colours, mask)) in colours
+            .chunks_exact(grid_w)
+            .zip(mask.chunks_exact(grid_w))
+            .enumerate()
+        {
+            let row = &mut rows[(PAD_BEFORE + gy) * 4 * stride..][..4 * stride];
+            for (gx, (colour, &m)) in colours.iter().zip(mask).enumerate() {
+                for (plane, value) in [colour[0], colour[1], colour[2], m].into_iter().enumerate() {
+                    row[plane * stride + PAD_BEFORE + gx] = value;
+                }
+            }
+        }
+        Guide { rows, stride }
+    }
+
+    /// Σ w·m and Σ w over a pixel's 16 taps, w the spatial weights times the colour weight.
+    fn weighted(
+        &self,
+        range: &RangeWeights,
+        row: &Tap,
+        column: &Tap,
+        colour: [f32; 3],
+    ) -> (f32, f32) {
+        // Padded index of the first tap (`cell - 1`) on either axis: `cell`.
+        let stride = self.stride;
+        let (mut sums, mut weights) = ([0.0f32; 4], [0.0f32; 4]);
+        for (k, &wy) in row.weights.iter().enumerate() {
+            let planes = &self.rows[(row.cell + k) * 4 * stride..][..4 * stride];
+            let run = |plane: usize| -> [f32; 4] {
+                planes[plane * stride + column.cell..][..4]
+                    .try_into()
+                    .expect("four taps")
+            };
+            let (r, g, b, m) = (run(0), run(1), run(2), run(3));
+            let mut distance = [0.0f32; 4];
+            for j in 0..4 {
+                let (dr, dg, db) = (colour[0] - r[j], colour[1] - g[j], colour[2] - b[j]);
+                distance[j] = dr * dr + dg * dg + db * db;
+            }
+            let colour_weights = range.of(distance);
+            let mut w = [0.0f32; 4];
+            for j in 0..4 {
+                w[j] = wy * column.weights[j] * colour_weights[j];
+            }
+            for j in 0..4 {
+                sums[j] += w[j] * m[j];
+                weights[j] += w[j];
+            }
+        }
+        (
+            (sums[0] + sums[1]) + (sums[2] + sums[3]),
+            (weights[0] + weights[1]) + (weights[2] + weights[3]),
+        )
+    }
+}
+
+/// Per output coordinate: the grid cell it falls in, and the spatial weights of the cells from
+/// one before it to two after it (0 for a tap beyond the grid).
 struct Taps(Vec<Tap>);
 
 struct Tap {
     cell: usize,
-    taps: [usize; 4],
     weights: [f32; 4],
 }
 
@@ -126,7 +182,6 @@ impl Taps {
                     let tap = |d: usize| (cell + d).checked_sub(1).filter(|&t| t < grid_len);
                     Tap {
                         cell,
-                        taps: std::array::from_fn(|d| tap(d).unwrap_or(cell)),
                         weights: std::array::from_fn(|d| match tap(d) {
                             Some(t) => ((t as f32 - source).powi(2) * space).exp(),
                             None => 0.0,
@@ -139,28 +194,37 @@ impl Taps {
 }
 
 /// `exp(-d / (2 sigma²))` of a squared colour distance, from a table: the weight is below 1e-6
-/// past the table's end, and counts as 0 there (the table's last entry).
-struct RangeWeights(Vec<f32>);
+/// past [`RANGE_STEPS`], and counts as 0 there. The table is padded to a power of two so that
+/// masking an index, not a bounds check, keeps it in range.
+struct RangeWeights(Box<[f32; RANGE_TABLE]>);
 
 const RANGE_STEPS: usize = 1024;
+const RANGE_TABLE: usize = 2048;
 /// Squared distances the table covers: where the weight falls to 1e-6.
 const RANGE_END: f32 = 27.6 * SIGMA_RANGE * SIGMA_RANGE;
 
 impl RangeWeights {
     fn new() -> RangeWeights {
         let range = -0.5 / (SIGMA_RANGE * SIGMA_RANGE);
-        RangeWeights(
-            (0..RANGE_STEPS)
-                .map(|i| ((i as f32 + 0.5) * RANGE_END / RANGE_STEPS as f32 * range).exp())
-                .chain([0.0])
-                .collect(),
-        )
+        let mut table = Box::new([0.0f32; RANGE_TABLE]);
+        for (i, weight) in table[..RANGE_STEPS].iter_mut().enumerate() {
+            *weight = ((i as f32 + 0.5) * RANGE_END / RANGE_STEPS as f32 * range).exp();
+        }
+        RangeWeights(table)
     }
 
-    fn of(&self, distance: f32) -> f32 {
-        // Clamped as a float first: a plain conversion is then all that is left.
-        let index = (distance * (RANGE_STEPS as f32 / RANGE_END)).min(RANGE_STEPS as f32);
-        self.0[index as u32 as usize]
+    /// The weights of four squared distances.
+    fn of(&self, distances: [f32; 4]) -> [f32; 4] {
+        let scale = RANGE_STEPS as f32 / RANGE_END;
+        let mut indices = [0i32; 4];
+        for (index, d) in indices.iter_mut().zip(distances) {
+            // `min` also takes NaN to the end, so the value is in [0, RANGE_STEPS] for d >= 0.
+            let position = (d * scale).min(RANGE_STEPS as f32);
+            // SAFETY: squared distances are not negative, so `position` is in [0, RANGE_STEPS],
+            // which i32 holds. (Rust's saturating `as` costs branches per lane here.)
+            *index = unsafe { position.to_int_unchecked::<i32>() };
+        }
+        indices.map(|i| self.0[i as usize & (RANGE_TABLE - 1)])
     }
 }
 
