@@ -101,7 +101,9 @@ async function loadModel(id, model) {
   }
   const fetchedMs = performance.now() - started;
   post({ type: 'model-status', id, state: 'compiling', message: 'Preparing the model…' });
-  const entry = { ...model.entry, sha256: model.sha256 || null };
+  // Downloaded or cached bytes were checked against the sha256 by fetchModel (SubtleCrypto, at
+  // native speed): the engine's own check, in wasm, would read the 44-88 MB again.
+  const entry = { ...model.entry, sha256: model.file ? model.sha256 || null : null };
   const compileStarted = performance.now();
   engine = new wasm.Engine(bytes, JSON.stringify(entry));
   engineKey = key;
