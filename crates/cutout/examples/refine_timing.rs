@@ -106,22 +106,22 @@ fn median_with<T>(runs: usize, mut prepare: impl FnMut() -> T, mut run: impl FnM
 /// This thread's CPU time: time the machine's other work took from it does not count.
 #[cfg(unix)]
 fn thread_cpu_seconds() -> f64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
+    let mut now = std::mem::MaybeUninit::<libc::timespec>::uninit();
+    // SAFETY: clock_gettime fills the timespec it is given, and says whether it did.
+    let now = unsafe {
+        let status = libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, now.as_mut_ptr());
+        assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+        now.assume_init()
     };
-    // SAFETY: `now` is a valid timespec for the call to fill.
-    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
     now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9
 }
 
 /// Wall time where there is no thread clock.
 #[cfg(not(unix))]
 fn thread_cpu_seconds() -> f64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    static START: std::sync::OnceLock<web_time::Instant> = std::sync::OnceLock::new();
     START
-        .get_or_init(std::time::Instant::now)
+        .get_or_init(web_time::Instant::now)
         .elapsed()
         .as_secs_f64()
 }

@@ -96,7 +96,8 @@ struct Guide {
     stride: usize,
 }
 
-/// Cells of padding before and after a row (and rows before and after the grid).
+/// Cells of padding before and after a row (and rows before and after the grid): the taps
+/// reach one cell before a pixel's cell and two after.
 const PAD_BEFORE: usize = 1;
 const PAD_AFTER: usize = 2;
 
@@ -128,23 +129,19 @@ impl Guide {
         column: &Tap,
         colour: [f32; 3],
     ) -> (f32, f32) {
-        // Padded index of the first tap (`cell - 1`) on either axis: `cell`.
+        // Padded index of the first tap (`cell - 1`) on either axis.
+        let first = |cell: usize| cell + PAD_BEFORE - 1;
         let stride = self.stride;
         let (mut sums, mut weights) = ([0.0f32; 4], [0.0f32; 4]);
         for (k, &wy) in row.weights.iter().enumerate() {
-            let planes = &self.rows[(row.cell + k) * 4 * stride..][..4 * stride];
+            let planes = &self.rows[(first(row.cell) + k) * 4 * stride..][..4 * stride];
             let run = |plane: usize| -> [f32; 4] {
-                planes[plane * stride + column.cell..][..4]
+                planes[plane * stride + first(column.cell)..][..4]
                     .try_into()
                     .expect("four taps")
             };
-            let (r, g, b, m) = (run(0), run(1), run(2), run(3));
-            let mut distance = [0.0f32; 4];
-            for j in 0..4 {
-                let (dr, dg, db) = (colour[0] - r[j], colour[1] - g[j], colour[2] - b[j]);
-                distance[j] = dr * dr + dg * dg + db * db;
-            }
-            let colour_weights = range.of(distance);
+            let m = run(3);
+            let colour_weights = range.between(colour, [run(0), run(1), run(2)]);
             let mut w = [0.0f32; 4];
             for j in 0..4 {
                 w[j] = wy * column.weights[j] * colour_weights[j];
@@ -194,12 +191,13 @@ impl Taps {
 }
 
 /// `exp(-d / (2 sigma²))` of a squared colour distance, from a table: the weight is below 1e-6
-/// past [`RANGE_STEPS`], and counts as 0 there. The table is padded to a power of two so that
+/// past [`RANGE_END`], and counts as 0 there. The table is padded to a power of two so that
 /// masking an index, not a bounds check, keeps it in range.
 struct RangeWeights(Box<[f32; RANGE_TABLE]>);
 
 const RANGE_STEPS: usize = 1024;
 const RANGE_TABLE: usize = 2048;
+const _: () = assert!(RANGE_TABLE.is_power_of_two() && RANGE_TABLE > RANGE_STEPS);
 /// Squared distances the table covers: where the weight falls to 1e-6.
 const RANGE_END: f32 = 27.6 * SIGMA_RANGE * SIGMA_RANGE;
 
@@ -213,15 +211,16 @@ impl RangeWeights {
         RangeWeights(table)
     }
 
-    /// The weights of four squared distances.
-    fn of(&self, distances: [f32; 4]) -> [f32; 4] {
+    /// The weights of four cells' colours (`cells[channel][cell]`) against `colour`.
+    fn between(&self, colour: [f32; 3], [r, g, b]: [[f32; 4]; 3]) -> [f32; 4] {
         let scale = RANGE_STEPS as f32 / RANGE_END;
         let mut indices = [0i32; 4];
-        for (index, d) in indices.iter_mut().zip(distances) {
-            // `min` also takes NaN to the end, so the value is in [0, RANGE_STEPS] for d >= 0.
-            let position = (d * scale).min(RANGE_STEPS as f32);
-            // SAFETY: squared distances are not negative, so `position` is in [0, RANGE_STEPS],
-            // which i32 holds. (Rust's saturating `as` costs branches per lane here.)
+        for (j, index) in indices.iter_mut().enumerate() {
+            let (dr, dg, db) = (colour[0] - r[j], colour[1] - g[j], colour[2] - b[j]);
+            // A sum of squares is at least +0; `min` takes NaN and infinity to the end.
+            let position = ((dr * dr + dg * dg + db * db) * scale).min(RANGE_STEPS as f32);
+            // SAFETY: `position` is in [0, RANGE_STEPS], which i32 holds. (Rust's saturating
+            // `as` costs branches per lane here.)
             *index = unsafe { position.to_int_unchecked::<i32>() };
         }
         indices.map(|i| self.0[i as usize & (RANGE_TABLE - 1)])
