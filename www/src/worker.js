@@ -88,9 +88,13 @@ async function loadModel(id, model) {
   }
   let bytes;
   let fromCache = false;
+  // The sha256 the engine checks: a file's, if one was given. Downloaded or cached bytes were
+  // checked by fetchModel (SubtleCrypto, native code); hashing them again in wasm is slow.
+  let engineSha256 = null;
   const started = performance.now();
   if (model.file) {
     bytes = new Uint8Array(await model.file.arrayBuffer());
+    engineSha256 = model.sha256 || null;
   } else {
     const result = await fetchModel(model, {
       onProgress: (loaded, total) => post({ type: 'model-progress', id, loaded, total }),
@@ -101,9 +105,7 @@ async function loadModel(id, model) {
   }
   const fetchedMs = performance.now() - started;
   post({ type: 'model-status', id, state: 'compiling', message: 'Preparing the model…' });
-  // Downloaded or cached bytes were checked against the sha256 by fetchModel (SubtleCrypto, at
-  // native speed): the engine's own check, in wasm, would read the 44-88 MB again.
-  const entry = { ...model.entry, sha256: model.file ? model.sha256 || null : null };
+  const entry = { ...model.entry, sha256: engineSha256 };
   const compileStarted = performance.now();
   engine = new wasm.Engine(bytes, JSON.stringify(entry));
   engineKey = key;
