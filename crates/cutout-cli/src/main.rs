@@ -20,9 +20,21 @@ use output::{Destination, Namer};
 
 // Every op's output is a fresh, often 100+ MB, allocation; glibc maps each from (and returns it
 // to) the kernel, which zeroes the pages again on first touch. mimalloc keeps and reuses them
-// (docs/performance.md).
+// (docs/performance.md), once told not to purge what is freed (see `keep_freed_memory`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's `mi_option_purge_delay`, which libmimalloc-sys names no constant for: in
+/// mimalloc.h (v2 and v3) the option just before `mi_option_use_numa_nodes`.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t =
+    libmimalloc_sys::mi_option_use_numa_nodes - 1;
+
+/// By default mimalloc hands memory freed 10 ms ago back to the kernel, and a model's ops
+/// take longer than that: each op's output was faulted in and zeroed by the kernel again.
+fn keep_freed_memory() {
+    // Safety: sets an option, before any thread but this one exists.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -152,6 +164,7 @@ enum ModelsCommand {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let args = Args::parse();
     match run(args) {
         Ok(code) => code,

@@ -27,10 +27,6 @@ mod maxpool;
 mod parallel;
 mod quantize;
 mod widen;
-// Natively tract's int8 kernels (AVX2 / AVX-512, up to 32 products per instruction) beat
-// Winograd on 8 per instruction; in wasm, where 8 is the most, Winograd wins. Natively it is
-// only tested (the same code, the portable micro-kernel).
-#[cfg(any(test, wasm_simd))]
 mod winograd;
 
 use tract_onnx::prelude::*;
@@ -58,12 +54,9 @@ unsafe fn filled_tensor<T: Datum, R>(
 const BEFORE_CODEGEN: &[&dyn ModelTransform] = &[
     &bilinear::UseOrtBilinear,
     &maxpool::UseMaxPool2x2,
-    #[cfg(wasm_simd)]
     &winograd::UseWinograd,
     // After UseWinograd: it folds what follows the convolutions that one swapped in.
-    #[cfg(wasm_simd)]
     &winograd::FuseDequantize,
-    #[cfg(wasm_simd)]
     &winograd::FuseRelu,
 ];
 

@@ -54,7 +54,6 @@ pub(super) fn zip_chunks<A: Sync, B: Send>(
 }
 
 /// `f(piece)` on each `chunk`-long piece of `xs`, in any order.
-#[cfg(any(test, wasm_simd))]
 pub(super) fn for_each_chunk<A: Sync>(xs: &[A], chunk: usize, f: impl Fn(&[A]) + Sync + Send) {
     #[cfg(feature = "multithread")]
     if xs.len() > chunk && in_pool(|| xs.par_chunks(chunk).for_each(&f)).is_some() {
@@ -88,7 +87,6 @@ pub(super) fn zip_chunks_indexed<A: Sync, B: Send>(
 }
 
 /// `f(index, piece)` on each `chunk`-long piece of `ys`, results in order.
-#[cfg(any(test, wasm_simd))]
 pub(super) fn map_chunks_mut<B: Send, R: Send>(
     ys: &mut [B],
     chunk: usize,

@@ -22,7 +22,7 @@ pub(crate) fn pmax(a: f32, b: f32) -> f32 {
 /// `groups` steps of `group` products, `a` as `[group][row][member]`, `b` as
 /// `[group][tile][member]`.
 // In wasm the SIMD kernels run and only the tests call these.
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg_attr(all(wasm_simd, not(test)), allow(dead_code))]
 fn winograd<T: Copy, S: Copy + Default>(
     (a, b): (&[T], &[T]),
     groups: usize,
@@ -47,7 +47,7 @@ fn winograd<T: Copy, S: Copy + Default>(
 }
 
 /// i16 pairs summed in i32 (`pmaddwd`'s products; the sums may wrap, the exact final one fits).
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg_attr(all(wasm_simd, not(test)), allow(dead_code))]
 pub(crate) fn winograd_i16(a: &[i16], b: &[i16], pairs: usize) -> WinogradTile<i32> {
     winograd((a, b), pairs, 2, |acc: i32, x, y| {
         acc.wrapping_add(x as i32 * y as i32)
@@ -55,7 +55,7 @@ pub(crate) fn winograd_i16(a: &[i16], b: &[i16], pairs: usize) -> WinogradTile<i
 }
 
 /// f32 products, each added in order (a multiply then an add).
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg_attr(all(wasm_simd, not(test)), allow(dead_code))]
 pub(crate) fn winograd_f32(a: &[f32], b: &[f32], k: usize) -> WinogradTile<f32> {
     winograd((a, b), k, 1, |acc: f32, x, y| acc + x * y)
 }

@@ -1,13 +1,14 @@
 //! The inner loops of our ops, by target: [`generic`] (portable Rust, the definition every SIMD
 //! kernel is tested against, always compiled), [`wasm32`] (SIMD128: the matrix-product kernels
-//! tract selects, and the ops' inner loops) and `x86_64` (which of tract's int8 kernels runs).
-//! The functions here pick the fastest one the build has; the ops call only these.
+//! tract selects, and the ops' inner loops) and `x86_64` (the f32 Winograd micro-kernel, and which of
+//! tract's int8 kernels runs). The functions here pick the fastest one the build and CPU have;
+//! the ops call only these.
 
 pub(crate) mod generic;
 #[cfg(wasm_simd)]
 pub(crate) mod wasm32;
 #[cfg(target_arch = "x86_64")]
-mod x86_64;
+pub(crate) mod x86_64;
 
 /// The Winograd micro-kernel's tile: 4 output channels x 8 tiles of sums.
 pub(crate) const WINOGRAD_ROWS: usize = 4;
@@ -22,8 +23,6 @@ pub(crate) fn ensure_registered() {
 }
 
 /// `Σ a·b` of i16 pairs into i32, `a` as `[pair][row][2]`, `b` as `[pair][tile][2]`.
-// Only Winograd calls it, which natively is only tested.
-#[cfg_attr(not(any(test, wasm_simd)), allow(dead_code))]
 pub(crate) fn winograd_i16(a: &[i16], b: &[i16], pairs: usize) -> WinogradTile<i32> {
     #[cfg(wasm_simd)]
     {
@@ -33,16 +32,31 @@ pub(crate) fn winograd_i16(a: &[i16], b: &[i16], pairs: usize) -> WinogradTile<i
     generic::winograd_i16(a, b, pairs)
 }
 
+/// Whether this build and CPU have a SIMD f32 Winograd micro-kernel (natively AVX2 with FMA),
+/// which makes Winograd faster than tract's own float convolution.
+pub(crate) fn fast_float_winograd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::winograd::available() {
+        return true;
+    }
+    cfg!(wasm_simd)
+}
+
 /// `Σ a·b` in f32, `a` as `[k][row]`, `b` as `[k][tile]`.
-// As above: natively only the tests call it.
-#[cfg_attr(not(any(test, wasm_simd)), allow(dead_code))]
 pub(crate) fn winograd_f32(a: &[f32], b: &[f32], k: usize) -> WinogradTile<f32> {
     #[cfg(wasm_simd)]
     {
         wasm32::winograd::micro_kernel_f32(a, b, k)
     }
     #[cfg(not(wasm_simd))]
-    generic::winograd_f32(a, b, k)
+    {
+        #[cfg(target_arch = "x86_64")]
+        if x86_64::winograd::available() {
+            // Safety: the CPU has AVX2 and FMA (just checked).
+            return unsafe { x86_64::winograd::micro_kernel_f32(a, b, k) };
+        }
+        generic::winograd_f32(a, b, k)
+    }
 }
 
 /// The smallest and largest of `xs` and 0.

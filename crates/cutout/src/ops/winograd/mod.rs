@@ -27,7 +27,7 @@ use tract_onnx::tract_core::internal::*;
 use super::kernels::{self, WinogradTile};
 use super::parallel;
 pub use tiles::Scratch;
-use tiles::{chunk_tiles, tile_origins, transform_kernel, Padded, SharedOutput};
+use tiles::{chunk_tiles, tile_origins, transform_kernel, Chunk, Padded, SharedOutput};
 
 #[cfg(test)]
 mod reference;
@@ -37,8 +37,7 @@ mod tests;
 mod tiles;
 
 #[cfg(test)]
-use rewrite::{fuse_dequantize, fuse_relu, use_winograd};
-#[cfg(wasm_simd)]
+use rewrite::{fuse_dequantize, fuse_relu, use_winograd_for, Kinds};
 pub(super) use rewrite::{FuseDequantize, FuseRelu, UseWinograd};
 
 /// The output tile: F(2x2, 3x3) on 4x4 patches or F(4x4, 3x3) on 6x6 ones.
@@ -62,22 +61,37 @@ impl Tiling {
         (self.outputs() + 2).pow(2)
     }
 
-    /// The float convolution's tiling for an image of `height` x `width` and `dilation`: the
-    /// one with fewer products, counting those of tiles that overhang the image (F(2x2) where
-    /// a dilation class is 1, 2, 5 or 6 pixels across, as at IS-Net's deepest dilated layers).
+    /// The float convolution's tiling for an image of `height` x `width` and `dilation`:
+    /// F(4x4) where it saves enough products, counting those of tiles that overhang the image,
+    /// for the kernel memory it adds (F(2x2) where a dilation class is 1, 2, 5 or 6 pixels
+    /// across, as at IS-Net's deepest dilated layers, and on small images, where the kernels
+    /// are most of a layer's bytes and few of its products).
     pub fn for_float(height: usize, width: usize, dilation: usize) -> Tiling {
+        // Per input and output channel, over the `dilation²` classes of pixels.
         let products = |tiling: Tiling| {
             let m = tiling.outputs();
             let per_class = |n: usize| n.div_ceil(dilation).div_ceil(m);
-            tiling.positions() * per_class(height) * per_class(width)
+            tiling.positions() * per_class(height) * per_class(width) * dilation * dilation
         };
-        if products(Tiling::F4) < products(Tiling::F2) {
+        // Products saved, and transformed values added, per input and output channel.
+        let saved = products(Tiling::F2).saturating_sub(products(Tiling::F4));
+        let added = Tiling::F4.positions() - Tiling::F2.positions();
+        if saved > 0 && saved >= MIN_PRODUCTS_SAVED_PER_KERNEL_VALUE * added {
             Tiling::F4
         } else {
             Tiling::F2
         }
     }
 }
+
+/// F(4x4) kernels hold 36 values per 3x3 kernel, F(2x2) ones 16: 4x and 1.8x the model's
+/// weights. F(4x4) is taken only where each added value saves at least this many products per
+/// image: at IS-Net's 64x64 layers and larger, not at its 32x32 and 16x16 ones, which hold 80%
+/// of its weights and do 17% of its products (docs/performance.md).
+const MIN_PRODUCTS_SAVED_PER_KERNEL_VALUE: usize = 100;
+
+/// Channel groups whose transformed kernels are gathered before they are stored.
+const GATHERED_GROUPS: usize = 16;
 
 /// Tiles per kernel column panel, and output channels per kernel row panel: the micro-kernel's.
 const PANEL: usize = kernels::WINOGRAD_PANEL;
@@ -370,17 +384,32 @@ impl<T: Element> WinogradConv<T> {
             let positions = tiling.positions();
             let panel_len = positions * groups * ROWS * T::GROUP;
             let mut packed = vec![T::default(); row_panels * panel_len];
+            // A few channel groups at a time, gathered into `runs` as the panel lays them out
+            // (`[position][group][row][member]`), then copied a position at a time: writing
+            // each value straight to its place, 36 places far apart per kernel, was slower.
+            let run = ROWS * T::GROUP;
             let fits = parallel::map_chunks_mut(&mut packed, panel_len, |rp, panel| {
-                for o in rp * ROWS..c_out.min(rp * ROWS + ROWS) {
-                    for c in 0..channels {
-                        let taps = &kernel[(o * c_in + first_channel + c) * 9..][..9];
-                        let taps: [T::Sum; 9] = std::array::from_fn(|i| value(taps[i]));
-                        let transformed = transform_kernel::<T>(&taps, tiling)?;
-                        for (p, &value) in transformed[..positions].iter().enumerate() {
-                            let row = p * groups + c / T::GROUP;
-                            let at = (row * ROWS + o % ROWS) * T::GROUP + c % T::GROUP;
-                            panel[at] = T::from_sum(value)?;
+                let mut runs = vec![T::default(); positions * GATHERED_GROUPS * run];
+                for first_group in (0..groups).step_by(GATHERED_GROUPS) {
+                    let gathered = GATHERED_GROUPS.min(groups - first_group);
+                    let width = gathered * run;
+                    runs.fill(T::default());
+                    for o in rp * ROWS..c_out.min(rp * ROWS + ROWS) {
+                        let first = first_channel + first_group * T::GROUP;
+                        let last = (first + gathered * T::GROUP).min(first_channel + channels);
+                        for c in first..last {
+                            let taps = &kernel[(o * c_in + c) * 9..][..9];
+                            let taps: [T::Sum; 9] = std::array::from_fn(|i| value(taps[i]));
+                            let transformed = transform_kernel::<T>(&taps, tiling)?;
+                            let (group, member) = ((c - first) / T::GROUP, (c - first) % T::GROUP);
+                            let lane = group * run + (o % ROWS) * T::GROUP + member;
+                            for (p, &value) in transformed[..positions].iter().enumerate() {
+                                runs[p * width + lane] = T::from_sum(value)?;
+                            }
                         }
+                    }
+                    for (p, values) in runs.chunks_exact(width).take(positions).enumerate() {
+                        panel[(p * groups + first_group) * run..][..width].copy_from_slice(values);
                     }
                 }
                 Some(())
@@ -445,9 +474,14 @@ impl<T: Element> WinogradConv<T> {
         );
         parallel::for_each_chunk(&tiles, chunk, |tiles| {
             // Safety: chunks hold disjoint tiles, which cover disjoint output pixels.
-            T::with_scratch(|scratch| unsafe {
-                self.convolve_chunk(&padded, tiles, (height, width), scratch, &finish, &out)
-            })
+            let chunk = Chunk {
+                padded: &padded,
+                tiles,
+                size: (height, width),
+                finish: &finish,
+                out: &out,
+            };
+            T::with_scratch(|scratch| unsafe { self.convolve_chunk(&chunk, scratch) })
         });
         // Safety: the tiles cover every pixel once and the first block stored each channel's.
         unsafe { output.set_len(len) };

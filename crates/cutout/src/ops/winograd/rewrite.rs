@@ -149,6 +149,36 @@ fn float_replacement(
 /// [`WinogradConvU8`] or [`WinogradConvF32`]. Run on a decluttered model, before codegen.
 /// Returns how many.
 pub(super) fn use_winograd(model: &mut TypedModel) -> TractResult<usize> {
+    use_winograd_for(model, Kinds::faster_than_tracts())
+}
+
+/// Which convolutions [`use_winograd_for`] replaces.
+#[derive(Clone, Copy)]
+pub(super) struct Kinds {
+    pub quantised: bool,
+    pub float: bool,
+}
+
+impl Kinds {
+    /// Natively tract's int8 kernels (AVX2 / AVX-512, up to 32 products per instruction) beat
+    /// Winograd on 8 per instruction; in wasm, where 8 is the most, Winograd wins. Float
+    /// Winograd wins wherever there is a SIMD micro-kernel for it (see docs/performance.md).
+    fn faster_than_tracts() -> Kinds {
+        Kinds {
+            quantised: cfg!(wasm_simd),
+            float: super::kernels::fast_float_winograd(),
+        }
+    }
+
+    #[cfg(test)]
+    pub const ALL: Kinds = Kinds {
+        quantised: true,
+        float: true,
+    };
+}
+
+/// [`use_winograd`] for the `kinds` of convolution given.
+pub(super) fn use_winograd_for(model: &mut TypedModel, kinds: Kinds) -> TractResult<usize> {
     let single_image = |model: &TypedModel, node: &TypedNode| {
         let fact = model.outlet_fact(node.inputs[0]).ok()?;
         let shape = fact.shape.as_concrete()?;
@@ -158,21 +188,24 @@ pub(super) fn use_winograd(model: &mut TypedModel) -> TractResult<usize> {
         let Some(conv) = node.op_as::<Conv>() else {
             return Ok(None);
         };
-        if conv.q_params != Some(i32::datum_type()) || single_image(model, node).is_none() {
+        if !kinds.quantised
+            || conv.q_params != Some(i32::datum_type())
+            || single_image(model, node).is_none()
+        {
             return Ok(None);
         }
         Ok(same_3x3_dilation(conv).and_then(|d| quantised_replacement(model, node, conv, d)))
     })?;
-    let float = crate::ops::replace_nodes_wired(model, |model, node| {
+    let floats = crate::ops::replace_nodes_wired(model, |model, node| {
         let Some(conv) = node.op_as::<Conv>() else {
             return Ok(None);
         };
-        if conv.q_params.is_some() || single_image(model, node).is_none() {
+        if !kinds.float || conv.q_params.is_some() || single_image(model, node).is_none() {
             return Ok(None);
         }
         Ok(same_3x3_dilation(conv).and_then(|d| float_replacement(model, node, conv, d)))
     })?;
-    Ok(quantised + float)
+    Ok(quantised + floats)
 }
 
 /// The one node reading `node`'s only output, if there is exactly one.
@@ -301,8 +334,6 @@ pub(super) fn fuse_relu(model: &mut TypedModel) -> TractResult<usize> {
 
 rewrite_transform!(
     /// [`use_winograd`], a step of the load before codegen.
-    // Natively Winograd is only tested, not part of the load.
-    #[cfg_attr(not(wasm_simd), allow(dead_code))]
     UseWinograd,
     "cutout-winograd",
     use_winograd
@@ -310,7 +341,6 @@ rewrite_transform!(
 
 rewrite_transform!(
     /// [`fuse_dequantize`], a step of the load before codegen (after [`UseWinograd`]).
-    #[cfg_attr(not(wasm_simd), allow(dead_code))]
     FuseDequantize,
     "cutout-winograd-fuse-dequantize",
     fuse_dequantize
@@ -318,7 +348,6 @@ rewrite_transform!(
 
 rewrite_transform!(
     /// [`fuse_relu`], a step of the load before codegen (after [`UseWinograd`]).
-    #[cfg_attr(not(wasm_simd), allow(dead_code))]
     FuseRelu,
     "cutout-winograd-fuse-relu",
     fuse_relu

@@ -55,9 +55,12 @@ fn the_quantised_op_has_no_4x4_tiles() {
 }
 
 #[test]
-fn float_layers_take_4x4_tiles_unless_they_overhang_more() {
+fn float_layers_take_4x4_tiles_where_they_save_enough_products() {
     assert_eq!(Tiling::for_float(512, 512, 1), Tiling::F4);
-    assert_eq!(Tiling::for_float(32, 32, 8), Tiling::F4);
+    assert_eq!(Tiling::for_float(64, 64, 1), Tiling::F4);
+    assert_eq!(Tiling::for_float(64, 64, 8), Tiling::F4);
+    // Fewer products, but not enough of them for the kernel values F(4x4) adds.
+    assert_eq!(Tiling::for_float(32, 32, 1), Tiling::F2);
     // Each dilation class 2x2 pixels: one F(4x4) tile (36 products) for one F(2x2) one (16).
     assert_eq!(Tiling::for_float(16, 16, 8), Tiling::F2);
     assert_eq!(Tiling::for_float(1, 1, 1), Tiling::F2);
@@ -141,7 +144,7 @@ fn replaces_tracts_quantised_convolution_with_the_same_results() -> TractResult<
         .into_runnable()?
         .run(inputs()?)?;
     let mut model = quantised_conv_graph(shape, false)?;
-    assert_eq!(use_winograd(&mut model)?, 1);
+    assert_eq!(use_winograd_for(&mut model, Kinds::ALL)?, 1);
     assert!(model.nodes().iter().any(|n| n.op_is::<WinogradConvU8>()));
     let ours = model.into_runnable()?.run(inputs()?)?;
     assert_eq!(ours[0].shape(), &[1, 5, 9, 12]);
@@ -175,7 +178,7 @@ fn folds_the_dequantisation(shape: (usize, usize, usize, usize, usize)) -> Tract
         .into_runnable()?
         .run(inputs()?)?;
     let mut model = quantised_conv_graph(shape, true)?;
-    assert_eq!(use_winograd(&mut model)?, 1);
+    assert_eq!(use_winograd_for(&mut model, Kinds::ALL)?, 1);
     assert_eq!(fuse_dequantize(&mut model)?, 1);
     let plan = model.into_runnable()?;
     let ran: Vec<String> = plan
@@ -214,7 +217,7 @@ fn folds_a_relu_after_the_float_convolution_into_the_op() -> TractResult<()> {
 
 fn replaces_tracts_float_convolution(relu: bool) -> TractResult<()> {
     use tract_onnx::tract_core::ops::cnn::PoolSpec;
-    let shape = (7, 6, 10, 17, 1);
+    let shape = (7, 6, 60, 71, 1);
     let (c_in, c_out, height, width, d) = shape;
     let (image, kernel, bias) = random_float_convolution(shape);
     let graph = || -> TractResult<TypedModel> {
@@ -253,7 +256,7 @@ fn replaces_tracts_float_convolution(relu: bool) -> TractResult<()> {
         .into_runnable()?
         .run(tvec![input.clone().into_tvalue()])?;
     let mut model = graph()?;
-    assert_eq!(use_winograd(&mut model)?, 1);
+    assert_eq!(use_winograd_for(&mut model, Kinds::ALL)?, 1);
     assert_eq!(fuse_relu(&mut model)?, relu as usize);
     let ops = model.nodes().iter().map(|n| n.op.name().to_string());
     assert_eq!(ops.filter(|op| op == "Max").count(), 0, "the ReLU is gone");
@@ -262,7 +265,7 @@ fn replaces_tracts_float_convolution(relu: bool) -> TractResult<()> {
     let (ours, tracts) = (ours[0].try_as_plain_ram()?, tracts[0].try_as_plain_ram()?);
     let (ours, tracts) = (ours.as_slice::<f32>()?, tracts.as_slice::<f32>()?);
     let error = worst_float_error(ours, tracts, c_in);
-    // 10x17 takes F(4x4) tiles.
+    // 60x71 takes F(4x4) tiles.
     assert_eq!(Tiling::for_float(height, width, d), Tiling::F4);
     assert!(error < FLOAT_BOUNDS[1].1, "error {error}");
     if relu {

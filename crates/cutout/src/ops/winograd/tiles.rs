@@ -3,20 +3,67 @@
 
 use super::*;
 
+/// One chunk of tiles to convolve: the padded image, the tiles (their top-left input pixels),
+/// the output's size, what finishes each channel's sums, and the output.
+pub(super) struct Chunk<'a, T: Element, F> {
+    pub padded: &'a Padded<T>,
+    pub tiles: &'a [(usize, usize)],
+    pub size: (usize, usize),
+    pub finish: &'a F,
+    pub out: &'a SharedOutput<T::Sum>,
+}
+
 impl<T: Element> WinogradConv<T> {
-    /// Every channel block of one chunk of `tiles`, stored into `out`.
+    /// Every channel block of one chunk of tiles, stored into its output. On x86_64 CPUs with
+    /// AVX2 and FMA, in code compiled for them: the transforms' 8-lane arrays are then one
+    /// vector each (the portable build's SSE2 takes two).
     ///
     /// # Safety
-    /// `out` holds `c_out * height * width` values and no other thread writes these tiles.
-    pub(super) unsafe fn convolve_chunk<F: Fn(usize, &mut [T::Sum])>(
-        &self,
-        padded: &Padded<T>,
-        tiles: &[(usize, usize)],
-        (height, width): (usize, usize),
-        scratch: &mut Scratch<T>,
-        finish: &F,
-        out: &SharedOutput<T::Sum>,
-    ) {
+    /// The output holds `c_out * height * width` values and no other thread writes these tiles.
+    pub(super) unsafe fn convolve_chunk<F>(&self, chunk: &Chunk<T, F>, scratch: &mut Scratch<T>)
+    where
+        F: Fn(usize, &mut [T::Sum]),
+    {
+        #[cfg(target_arch = "x86_64")]
+        if kernels::x86_64::winograd::available() {
+            // Safety: the CPU has AVX2 and FMA; the rest is the caller's promise.
+            return unsafe { self.convolve_chunk_avx2(chunk, scratch) };
+        }
+        // Safety: the caller's promise.
+        unsafe { self.convolve_chunk_inlined(chunk, scratch) }
+    }
+
+    /// [`WinogradConv::convolve_chunk`] compiled for AVX2 and FMA.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA, and as [`WinogradConv::convolve_chunk`].
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn convolve_chunk_avx2<F>(&self, chunk: &Chunk<T, F>, scratch: &mut Scratch<T>)
+    where
+        F: Fn(usize, &mut [T::Sum]),
+    {
+        // Safety: the caller's promise.
+        unsafe { self.convolve_chunk_inlined(chunk, scratch) }
+    }
+
+    /// [`WinogradConv::convolve_chunk`]'s work, inlined (with everything it calls) into its
+    /// callers, so that each is compiled for its own target features.
+    ///
+    /// # Safety
+    /// As [`WinogradConv::convolve_chunk`].
+    #[inline(always)]
+    unsafe fn convolve_chunk_inlined<F>(&self, chunk: &Chunk<T, F>, scratch: &mut Scratch<T>)
+    where
+        F: Fn(usize, &mut [T::Sum]),
+    {
+        let Chunk {
+            padded,
+            tiles,
+            size,
+            finish,
+            out,
+        } = *chunk;
         let blocks = self.blocks.len();
         for (index, block) in self.blocks.iter().enumerate() {
             self.transform_inputs(padded, block, tiles, &mut scratch.inputs);
@@ -29,13 +76,14 @@ impl<T: Element> WinogradConv<T> {
             for row_panel in 0..self.c_out.div_ceil(ROWS) {
                 let products = &mut scratch.products;
                 self.multiply(block, row_panel, tiles.len(), &scratch.inputs, products);
-                self.transform_outputs(row_panel, products, tiles, (height, width), &stage, out);
+                self.transform_outputs(row_panel, products, tiles, size, &stage, out);
             }
         }
     }
 
     /// The transformed values of every (tile, channel) of `block`, packed in panels of 8 tiles
     /// for the micro-kernel: `[position][tile panel][channel group][tile 0..8][member]`.
+    #[inline(always)]
     fn transform_inputs(
         &self,
         padded: &Padded<T>,
@@ -52,6 +100,7 @@ impl<T: Element> WinogradConv<T> {
     }
 
     /// [`WinogradConv::transform_inputs`] for `M`x`M` output tiles (`N = M + 2`).
+    #[inline(always)]
     fn transform_inputs_sized<const M: usize, const N: usize>(
         &self,
         padded: &Padded<T>,
@@ -112,6 +161,7 @@ impl<T: Element> WinogradConv<T> {
 
     /// Per position, the transformed kernel's `row_panel` (4 output channels) x transformed
     /// inputs: `products[position][output channel - 4 row_panel][tile]`.
+    #[inline(always)]
     fn multiply(
         &self,
         block: &KernelBlock<T>,
@@ -149,6 +199,7 @@ impl<T: Element> WinogradConv<T> {
     ///
     /// # Safety
     /// `output` holds `c_out * height * width` values and no other thread writes these tiles.
+    #[inline(always)]
     unsafe fn transform_outputs<F: Fn(usize, &mut [T::Sum])>(
         &self,
         row_panel: usize,
@@ -172,6 +223,7 @@ impl<T: Element> WinogradConv<T> {
     ///
     /// # Safety
     /// As [`WinogradConv::transform_outputs`].
+    #[inline(always)]
     unsafe fn transform_outputs_sized<
         F: Fn(usize, &mut [T::Sum]),
         const M: usize,
@@ -483,14 +535,18 @@ fn transform_kernel_2x2<T: Element>(g: &[T::Sum; 9]) -> [T::Sum; 16] {
 
 /// `G g Gᵀ` of F(4x4, 3x3) (points 0, ±1, ±2, ∞), summed in f64 and rounded once:
 /// `G = [[1/4,0,0],[-1/6,-1/6,-1/6],[-1/6,1/6,-1/6],[1/24,1/12,1/6],[1/24,-1/12,1/6],[0,0,1]]`.
+/// Sixths as products with 1/6 (f64's rounding of it errs far below f32's), not divisions: the
+/// models' 44M weights go through this at every load.
 pub(super) fn transform_kernel_4x4_f64(g: &[f64; 9]) -> [f64; 36] {
+    const SIXTH: f64 = 1.0 / 6.0;
     let column = |a: f64, b: f64, c: f64| {
+        let (outer, quarter_outer, half_b) = (a + c, 0.25 * a + c, 0.5 * b);
         [
-            a / 4.0,
-            -(a + b + c) / 6.0,
-            -(a - b + c) / 6.0,
-            a / 24.0 + b / 12.0 + c / 6.0,
-            a / 24.0 - b / 12.0 + c / 6.0,
+            0.25 * a,
+            -(outer + b) * SIXTH,
+            -(outer - b) * SIXTH,
+            (quarter_outer + half_b) * SIXTH,
+            (quarter_outer - half_b) * SIXTH,
             c,
         ]
     };
@@ -513,6 +569,7 @@ pub(super) fn transform_kernel_4x4_f64(g: &[f64; 9]) -> [f64; 36] {
 /// `Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]`, for F(4x4) (`N = 6`)
 /// `Bᵀ = [[4,0,-5,0,1,0],[0,-4,-4,1,1,0],[0,4,-4,-1,1,0],[0,-2,-1,2,1,0],[0,2,-1,-2,1,0],
 /// [0,4,0,-5,0,1]]`. `out[r][s]` is position `r N + s`.
+#[inline(always)]
 fn transform_patch<T: Element, const N: usize>(d: &[[[T; PANEL]; N]; N]) -> [[[T; PANEL]; N]; N] {
     // Rows first (over r for each column s), then columns (over s for each row).
     let mut columns = [[[T::default(); PANEL]; N]; N]; // [s][r']
@@ -552,6 +609,7 @@ fn bt<T: Element, const N: usize>(v: &[[T; PANEL]; N]) -> [[T; PANEL]; N] {
 /// `Aᵀ m A` for each lane: the tile's `M`x`M` outputs (for F(2x2), times 4). For F(2x2)
 /// `Aᵀ = [[1,1,1,0],[0,1,-1,-1]]`, for F(4x4)
 /// `Aᵀ = [[1,1,1,1,1,0],[0,1,-1,2,-2,0],[0,1,1,4,4,0],[0,1,-1,8,-8,1]]`.
+#[inline(always)]
 fn transform_products<T: Element, const M: usize, const N: usize>(
     m: &[[[T::Sum; PANEL]; N]; N],
 ) -> [[[T::Sum; PANEL]; M]; M] {

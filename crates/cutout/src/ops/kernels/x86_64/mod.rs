@@ -1,10 +1,13 @@
-//! Which of tract's int8 matrix kernels runs on x86_64 CPUs without VNNI (AVX2 only).
+//! x86_64: the f32 Winograd micro-kernel with AVX2 and FMA ([`winograd`]), and which of
+//! tract's int8 matrix kernels runs on CPUs without VNNI (AVX2 only).
 //!
-//! There tract picks `avx2_mmm_i32_8x8`, which on an AMD EPYC (Zen 3, AVX2, no AVX-512) ran the
+//! On those tract picks `avx2_mmm_i32_8x8`, which on an AMD EPYC (Zen 3, AVX2, no AVX-512) ran the
 //! quantized model's products at ~0.5 GMAC/s: 18.7 s for one 64x576x262144 product. Its
 //! 128-bit sibling `avx_mmm_i32_8x4` (same i8 packing and epilogue, exact integer sums) took
 //! 1.3 s for the same product. This tier prefers it wherever tract would otherwise fall back
 //! to the AVX2 kernel; CPUs with AVX-512 VNNI, AVX-VNNI or AMX keep tract's choice.
+
+pub(crate) mod winograd;
 
 use tract_linalg::isa::{Arch, Isa, IsaSet};
 use tract_linalg::mmm::{Query, Suitable};
