@@ -29,8 +29,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t =
     libmimalloc_sys::mi_option_use_numa_nodes - 1;
 
-/// By default mimalloc hands memory freed 10 ms ago back to the kernel, and a model's ops
-/// take longer than that: each op's output was faulted in and zeroed by the kernel again.
+/// By default mimalloc (v3, the one libmimalloc-sys builds) hands freed memory back to the
+/// kernel about once a second, all that was freed since the last time; a photo's ops run for
+/// seconds, so their outputs were faulted in and zeroed by the kernel again and again. Memory is
+/// still returned when the process ends. This overrides `MIMALLOC_PURGE_DELAY`.
 fn keep_freed_memory() {
     // Safety: sets an option, before any thread but this one exists.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };

@@ -2,7 +2,7 @@
 //! kernel is tested against, always compiled), [`wasm32`] (SIMD128: the matrix-product kernels
 //! tract selects, and the ops' inner loops) and `x86_64` (the f32 Winograd micro-kernel, and which of
 //! tract's int8 kernels runs). The functions here pick the fastest one the build and CPU have;
-//! the ops call only these.
+//! the ops call only these (and [`has_avx2_fma`] to pick their own code's build).
 
 pub(crate) mod generic;
 #[cfg(wasm_simd)]
@@ -32,14 +32,21 @@ pub(crate) fn winograd_i16(a: &[i16], b: &[i16], pairs: usize) -> WinogradTile<i
     generic::winograd_i16(a, b, pairs)
 }
 
-/// Whether this build and CPU have a SIMD f32 Winograd micro-kernel (natively AVX2 with FMA),
-/// which makes Winograd faster than tract's own float convolution.
+/// Whether this build and CPU have a SIMD f32 Winograd micro-kernel (natively AVX2 with FMA).
+/// With it Winograd beat tract's own float convolution natively (docs/performance.md; measured
+/// on an AVX-512 CPU only, not on an AVX2-only one).
 pub(crate) fn fast_float_winograd() -> bool {
     #[cfg(target_arch = "x86_64")]
     if x86_64::winograd::available() {
         return true;
     }
     cfg!(wasm_simd)
+}
+
+/// Whether this is an x86_64 CPU with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx2_fma() -> bool {
+    x86_64::winograd::available()
 }
 
 /// `Σ a·b` in f32, `a` as `[k][row]`, `b` as `[k][tile]`.

@@ -25,7 +25,7 @@ impl<T: Element> WinogradConv<T> {
         F: Fn(usize, &mut [T::Sum]),
     {
         #[cfg(target_arch = "x86_64")]
-        if kernels::x86_64::winograd::available() {
+        if kernels::has_avx2_fma() {
             // Safety: the CPU has AVX2 and FMA; the rest is the caller's promise.
             return unsafe { self.convolve_chunk_avx2(chunk, scratch) };
         }
@@ -47,8 +47,9 @@ impl<T: Element> WinogradConv<T> {
         unsafe { self.convolve_chunk_inlined(chunk, scratch) }
     }
 
-    /// [`WinogradConv::convolve_chunk`]'s work, inlined (with everything it calls) into its
-    /// callers, so that each is compiled for its own target features.
+    /// [`WinogradConv::convolve_chunk`]'s work, inlined (with the transforms and the multiply
+    /// loop, which are `inline(always)` too) into its callers, so that each is compiled for its
+    /// own target features.
     ///
     /// # Safety
     /// As [`WinogradConv::convolve_chunk`].

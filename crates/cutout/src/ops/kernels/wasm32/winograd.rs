@@ -7,7 +7,8 @@ use super::super::{WinogradTile, WINOGRAD_PANEL as PANEL, WINOGRAD_ROWS as ROWS}
 
 /// [`generic::winograd_i16`](super::super::generic::winograd_i16) with `i32x4.dot_i16x8_s`.
 pub(crate) fn micro_kernel_i16(a: &[i16], b: &[i16], pairs: usize) -> WinogradTile<i32> {
-    assert!(a.len() >= pairs * ROWS * 2 && b.len() >= pairs * PANEL * 2);
+    // Divided, not multiplied: a product could wrap.
+    assert!(a.len() / (ROWS * 2) >= pairs && b.len() / (PANEL * 2) >= pairs);
     let mut acc = [i32x4_splat(0); 2 * ROWS];
     // Safety: the reads stay inside `a` and `b` (asserted above); v128 loads are unaligned.
     unsafe {
@@ -35,7 +36,8 @@ pub(crate) fn micro_kernel_i16(a: &[i16], b: &[i16], pairs: usize) -> WinogradTi
 
 /// [`generic::winograd_f32`](super::super::generic::winograd_f32), fused under relaxed SIMD.
 pub(crate) fn micro_kernel_f32(a: &[f32], b: &[f32], k: usize) -> WinogradTile<f32> {
-    assert!(a.len() >= k * ROWS && b.len() >= k * PANEL);
+    // Divided, not multiplied: a product could wrap.
+    assert!(a.len() / ROWS >= k && b.len() / PANEL >= k);
     let mut acc = [f32x4_splat(0.0); 2 * ROWS];
     // Safety: the reads stay inside `a` and `b` (asserted above); v128 loads are unaligned.
     unsafe {

@@ -12,14 +12,15 @@ pub(crate) fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
-/// [`generic::winograd_f32`](super::super::generic::winograd_f32), fused, summed in two
-/// halves.
+/// [`generic::winograd_f32`](super::super::generic::winograd_f32), fused, in two interleaved
+/// sets of accumulators (even and odd steps) added at the end.
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA ([`available`]).
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn micro_kernel_f32(a: &[f32], b: &[f32], k: usize) -> WinogradTile<f32> {
-    assert!(a.len() >= k * ROWS && b.len() >= k * PANEL);
+    // Divided, not multiplied: a product could wrap.
+    assert!(a.len() / ROWS >= k && b.len() / PANEL >= k);
     let (a, b) = (a.as_ptr(), b.as_ptr());
     let mut even = [_mm256_setzero_ps(); ROWS];
     let mut odd = [_mm256_setzero_ps(); ROWS];
@@ -60,7 +61,7 @@ mod tests {
     use super::*;
 
     /// Against the generic kernel for every step count up to 40 (odd counts end on one step),
-    /// to rounding: fused multiply-adds, summed in two halves.
+    /// to rounding: fused multiply-adds, in two sets of accumulators.
     #[test]
     fn computes_what_the_generic_kernel_does() {
         if !available() {
