@@ -162,7 +162,9 @@ async function modelBytes(spec, modelBaseUrl, onProgress) {
     if (!expected) await recordTrust(trustKey, actual);
     bytes = await readFile(path);
   }
-  return { bytes, entry: { ...model.entry, sha256: model.sha256 } };
+  // No sha256 for the engine: readIfValid or download checked these bytes (Node's native
+  // hash); hashing them again in wasm is slow.
+  return { bytes, entry: { ...model.entry, sha256: null } };
 }
 
 async function load({ spec, modelBaseUrl }) {
