@@ -86,9 +86,9 @@ impl Tiling {
 
 /// F(4x4) kernels hold 36 values per 3x3 kernel, F(2x2) ones 16: 4x and 1.8x the model's
 /// weights. F(4x4) is taken only where each added value saves at least this many products per
-/// image: at IS-Net's 64x64 layers and larger, not at its 32x32 and 16x16 ones, which hold 80%
-/// of its weights and do 17% of its products (docs/performance.md).
-const MIN_PRODUCTS_SAVED_PER_KERNEL_VALUE: usize = 100;
+/// image: at IS-Net's 32x32 layers and larger, not at its 16x16 ones, which hold 26% of its
+/// weights and do 2% of its products (docs/performance.md).
+const MIN_PRODUCTS_SAVED_PER_KERNEL_VALUE: usize = 30;
 
 /// Channel groups whose transformed kernels are gathered before they are stored.
 const GATHERED_GROUPS: usize = 16;

@@ -59,8 +59,9 @@ fn float_layers_take_4x4_tiles_where_they_save_enough_products() {
     assert_eq!(Tiling::for_float(512, 512, 1), Tiling::F4);
     assert_eq!(Tiling::for_float(64, 64, 1), Tiling::F4);
     assert_eq!(Tiling::for_float(64, 64, 8), Tiling::F4);
+    assert_eq!(Tiling::for_float(32, 32, 2), Tiling::F4);
     // Fewer products, but not enough of them for the kernel values F(4x4) adds.
-    assert_eq!(Tiling::for_float(32, 32, 1), Tiling::F2);
+    assert_eq!(Tiling::for_float(16, 16, 1), Tiling::F2);
     // Each dilation class 2x2 pixels: one F(4x4) tile (36 products) for one F(2x2) one (16).
     assert_eq!(Tiling::for_float(16, 16, 8), Tiling::F2);
     assert_eq!(Tiling::for_float(1, 1, 1), Tiling::F2);
