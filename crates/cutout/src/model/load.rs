@@ -17,7 +17,8 @@ use crate::manifest::ModelEntry;
 /// Seconds each step of [`Model::load`] took: hash check (what it added: it runs beside the
 /// other steps when there are threads), ONNX parse, type inference (with fp16 widening),
 /// declutter, rewrite (our ops swapped in before codegen: Winograd's kernel transforms, in wasm
-/// and, for float models, natively on CPUs with AVX2 and FMA), optimise (codegen, weight packing, our ops), plan.
+/// and, for float models, natively on CPUs with AVX2 and FMA), optimise (codegen, weight
+/// packing, our ops), plan.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct LoadPhases {
     pub verify: f64,

@@ -1,8 +1,8 @@
 //! The inner loops of our ops, by target: [`generic`] (portable Rust, the definition every SIMD
 //! kernel is tested against, always compiled), [`wasm32`] (SIMD128: the matrix-product kernels
-//! tract selects, and the ops' inner loops) and `x86_64` (the f32 Winograd micro-kernel, and which of
-//! tract's int8 kernels runs). The functions here pick the fastest one the build and CPU have;
-//! the ops call only these (and [`has_avx2_fma`] to pick their own code's build).
+//! tract selects, and the ops' inner loops) and `x86_64` (the f32 Winograd micro-kernel, and
+//! which of tract's int8 kernels runs). The functions here pick the fastest one the build and
+//! CPU have; the ops call only these (and [`has_avx2_fma`] to pick their own code's build).
 
 pub(crate) mod generic;
 #[cfg(wasm_simd)]
@@ -37,7 +37,7 @@ pub(crate) fn winograd_i16(a: &[i16], b: &[i16], pairs: usize) -> WinogradTile<i
 /// on an AVX-512 CPU only, not on an AVX2-only one).
 pub(crate) fn fast_float_winograd() -> bool {
     #[cfg(target_arch = "x86_64")]
-    if x86_64::winograd::available() {
+    if has_avx2_fma() {
         return true;
     }
     cfg!(wasm_simd)
@@ -58,7 +58,7 @@ pub(crate) fn winograd_f32(a: &[f32], b: &[f32], k: usize) -> WinogradTile<f32> 
     #[cfg(not(wasm_simd))]
     {
         #[cfg(target_arch = "x86_64")]
-        if x86_64::winograd::available() {
+        if has_avx2_fma() {
             // Safety: the CPU has AVX2 and FMA (just checked).
             return unsafe { x86_64::winograd::micro_kernel_f32(a, b, k) };
         }

@@ -67,16 +67,16 @@ impl Tiling {
     /// across, as at IS-Net's deepest dilated layers, and on small images, where the kernels
     /// are most of a layer's bytes and few of its products).
     pub fn for_float(height: usize, width: usize, dilation: usize) -> Tiling {
-        // Per input and output channel, over the `dilation²` classes of pixels.
+        // Products and transformed kernel values per input and output channel; products over
+        // the `dilation²` classes of pixels.
         let products = |tiling: Tiling| {
             let m = tiling.outputs();
             let per_class = |n: usize| n.div_ceil(dilation).div_ceil(m);
             tiling.positions() * per_class(height) * per_class(width) * dilation * dilation
         };
-        // Products saved, and transformed values added, per input and output channel.
         let saved = products(Tiling::F2).saturating_sub(products(Tiling::F4));
         let added = Tiling::F4.positions() - Tiling::F2.positions();
-        if saved > 0 && saved >= MIN_PRODUCTS_SAVED_PER_KERNEL_VALUE * added {
+        if saved >= MIN_PRODUCTS_SAVED_PER_KERNEL_VALUE * added {
             Tiling::F4
         } else {
             Tiling::F2
@@ -86,8 +86,8 @@ impl Tiling {
 
 /// F(4x4) kernels hold 36 values per 3x3 kernel, F(2x2) ones 16: 4x and 1.8x the model's
 /// weights. F(4x4) is taken only where each added value saves at least this many products per
-/// image: at IS-Net's 32x32 layers and larger, not at its 16x16 ones, which hold 26% of its
-/// weights and do 2% of its products (docs/performance.md).
+/// image: at IS-Net's 32x32 layers and larger, not at its 16x16 ones, which hold many of its
+/// weights and do few of its products (docs/performance.md).
 const MIN_PRODUCTS_SAVED_PER_KERNEL_VALUE: usize = 30;
 
 /// Channel groups whose transformed kernels are gathered before they are stored.
