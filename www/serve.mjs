@@ -2,7 +2,7 @@
 // A small static file server for the built site (no dependencies): correct MIME types for .wasm
 // and .onnx, the page's Content-Security-Policy as a header (so the worker gets it too),
 // cross-origin isolation headers (threads), and optional extra directories mounted at a path
-// (e.g. self-hosted models).
+// (e.g. self-hosted models); the site's own files gzipped, as static hosts send them.
 //
 // With --public-mirror DIR it also plays the public model hosts for the models whose files are
 // in DIR: their URLs (IMG.LY's CDN parts, Hugging Face files) are served under
@@ -15,6 +15,7 @@ import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { gzipSync } from 'node:zlib';
 
 const MIME = {
   '.html': 'text/html; charset=utf-8',
@@ -46,6 +47,16 @@ export const ISOLATION_HEADERS = {
   'Cross-Origin-Opener-Policy': 'same-origin',
   'Cross-Origin-Embedder-Policy': 'require-corp',
 };
+
+// The site's own files are sent gzipped to browsers that take it, as static hosts do (a wasm
+// build is a quarter of its size gzipped); each compressed once per version of the file.
+const COMPRESSIBLE = new Set(['.wasm', '.js', '.mjs', '.css', '.html', '.json', '.svg', '.webmanifest', '.txt']);
+const gzipped = new Map();
+function gzippedBody(file) {
+  const key = `${file.path}:${file.size}:${statSync(file.path).mtimeMs}`;
+  if (!gzipped.has(key)) gzipped.set(key, gzipSync(readFileSync(file.path)));
+  return gzipped.get(key);
+}
 
 function resolveFile(dir, urlPath) {
   const full = normalize(join(dir, urlPath));
@@ -100,11 +111,12 @@ function publicMirror(root, dir) {
  * @param {string} options.root
  * @param {Record<string, string>} [options.mounts]
  * @param {(pathname: string, req: import('node:http').IncomingMessage) => void} [options.onRequest]
+ * @param {(pathname: string, bytes: number) => void} [options.onSent] told the body's size on the wire of each file sent
  * @param {Record<string, (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void>} [options.handlers]
  * @param {(pathname: string) => Record<string, string | null>} [options.headersFor]
  * @param {string | null} [options.publicMirrorDir]
  */
-export function createServer({ root, mounts = {}, onRequest = () => {}, handlers = {}, headersFor = () => ({}), publicMirrorDir = null }) {
+export function createServer({ root, mounts = {}, onRequest = () => {}, onSent = () => {}, handlers = {}, headersFor = () => ({}), publicMirrorDir = null }) {
   const dirs = Object.entries(mounts).map(([prefix, dir]) => [prefix.replace(/\/$/, ''), resolve(dir)]);
   const rootDir = resolve(root);
   const mirror = publicMirrorDir ? publicMirror(rootDir, resolve(publicMirrorDir)) : null;
@@ -152,8 +164,18 @@ export function createServer({ root, mounts = {}, onRequest = () => {}, handlers
       res.writeHead(404, { ...headers, 'Content-Type': 'text/plain' }).end('not found');
       return;
     }
-    res.writeHead(200, { ...headers, 'Content-Type': MIME[extname(file.path).toLowerCase()] || 'application/octet-stream', 'Content-Length': file.size });
+    const type = MIME[extname(file.path).toLowerCase()] || 'application/octet-stream';
+    const gzip = !mount && COMPRESSIBLE.has(extname(file.path).toLowerCase()) && /\bgzip\b/.test(req.headers['accept-encoding'] || '');
+    if (gzip) {
+      const body = gzippedBody(file);
+      res.writeHead(200, { ...headers, 'Content-Type': type, 'Content-Encoding': 'gzip', Vary: 'Accept-Encoding', 'Content-Length': body.length });
+      if (req.method === 'HEAD') return res.end();
+      res.end(body, () => onSent(pathname, body.length));
+      return;
+    }
+    res.writeHead(200, { ...headers, 'Content-Type': type, 'Content-Length': file.size });
     if (req.method === 'HEAD') return res.end();
+    res.on('finish', () => onSent(pathname, file.size));
     createReadStream(file.path).pipe(res);
   });
 }

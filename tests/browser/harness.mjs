@@ -41,10 +41,12 @@ export function chromiumPath() {
   }
 }
 
-// Starts the server; `hits` counts requests per path; `handlers` serve test-only routes.
+// Starts the server; `hits` counts requests per path, `sent` the bytes sent per path (as on the
+// wire: gzipped where the server compressed); `handlers` serve test-only routes.
 /** @param {Partial<Parameters<typeof createServer>[0]>} [options] */
 export async function serve({ root = DIST, mounts = {}, handlers = {}, headersFor, publicMirrorDir = null } = {}) {
   const hits = new Map();
+  const sent = new Map();
   const server = createServer({
     root,
     mounts,
@@ -52,18 +54,21 @@ export async function serve({ root = DIST, mounts = {}, handlers = {}, headersFo
     headersFor,
     publicMirrorDir,
     onRequest: (path) => hits.set(path, (hits.get(path) || 0) + 1),
+    onSent: (path, bytes) => sent.set(path, (sent.get(path) || 0) + bytes),
   });
   await new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(null)));
   const base = `http://127.0.0.1:${/** @type {import('node:net').AddressInfo} */ (server.address()).port}`;
-  return { base, hits, close: () => new Promise((ok) => server.close(ok)) };
+  return { base, hits, sent, close: () => new Promise((ok) => server.close(ok)) };
 }
 
-export async function launch() {
+// `options` adds to or replaces the context's (a phone: viewport, hasTouch, isMobile).
+export async function launch(options = {}) {
   const userDataDir = mkdtempSync(join(tmpdir(), 'cutout-chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: chromiumPath(),
     headless: true,
     viewport: { width: 1100, height: 900 },
+    ...options,
     args: [
       '--no-sandbox',
       '--disable-gpu',
@@ -77,6 +82,7 @@ export async function launch() {
     ],
   });
   const page = context.pages()[0] || (await context.newPage());
+  const leaveWarnings = acceptLeaving(page);
   const consoleLines = [];
   page.on('console', (msg) => consoleLines.push(`${msg.type()}: ${msg.text()}`));
   page.on('pageerror', (err) => consoleLines.push(`pageerror: ${err.message}`));
@@ -84,11 +90,37 @@ export async function launch() {
     context,
     page,
     consoleLines,
+    leaveWarnings,
     close: async () => {
       await context.close();
       rmSync(userDataDir, { recursive: true, force: true });
     },
   };
+}
+
+// The page warns before it is left with results not downloaded; the tests leave and reload
+// pages freely, so they accept that warning, and count it.
+export function acceptLeaving(page) {
+  const warnings = { count: 0 };
+  page.on('dialog', (dialog) => {
+    if (dialog.type() !== 'beforeunload') return;
+    warnings.count++;
+    dialog.accept().catch(() => {});
+  });
+  return warnings;
+}
+
+// axe-core's accessibility rules run in the page (evaluated over the DevTools protocol, which the
+// page's CSP does not restrict): the violations, each as "rule: the elements it found".
+const AXE_SOURCE = readFileSync(join(ROOT, 'tests/browser/node_modules/axe-core/axe.min.js'), 'utf8');
+export async function axeViolations(page, context = 'html') {
+  if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(AXE_SOURCE);
+  const violations = await page.evaluate(async (selector) => {
+    // @ts-ignore axe is the script evaluated above
+    const result = await window.axe.run(selector, { resultTypes: ['violations'] });
+    return result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  }, context);
+  return violations;
 }
 
 // Accepts the first-run card (the download the page asks about before any model is fetched).

@@ -3,4 +3,6 @@
 interface Window {
   cutout: typeof import('../../www/npm/index.js') & { element?: unknown };
   bench: Record<string, (...args: any[]) => Promise<any>>;
+  /** The editor test's sum of layout shifts without recent input (CLS). */
+  layoutShift: number;
 }

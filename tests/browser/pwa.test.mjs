@@ -2,7 +2,7 @@
 // with the network off; it passes Chromium's installability checks; a new deployment is offered
 // as a reload, keeps the cached models and removes the old shell cache.
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -56,17 +56,43 @@ test('first visit caches the shell, then the app works offline', { skip: skipPho
   const [shell] = await shellCaches(page);
   assert.ok(shell, 'a shell cache exists');
   const cached = await page.evaluate(async (name) => (await (await caches.open(name)).keys()).map((r) => new URL(r.url).pathname), shell);
-  for (const path of [
-    '/',
-    '/index.html',
-    '/app.js',
-    '/worker.js',
-    '/pkg-simd/cutout_wasm_bg.wasm',
-    '/pkg-relaxed/cutout_wasm_bg.wasm',
-    '/manifest.webmanifest',
-  ]) {
+  for (const path of ['/', '/index.html', '/app.js', '/viewer.js', '/worker.js', '/pkg-threads/cutout_wasm.js', '/manifest.webmanifest']) {
     assert.ok(cached.includes(path), `${path} is precached`);
   }
+  assert.deepEqual(
+    cached.filter((path) => path.endsWith('.wasm')),
+    [],
+    'no wasm build is precached',
+  );
+  // The build the page runs is kept, and only that one.
+  const variant = await page.evaluate(() => document.body.dataset.variant);
+  const used = `/pkg-${variant}/cutout_wasm_bg.wasm`;
+  const keptBuilds = () =>
+    page.evaluate(async () => {
+      const names = (await caches.keys()).filter((k) => k.startsWith('cutout-build-'));
+      const lists = await Promise.all(names.map(async (name) => (await (await caches.open(name)).keys()).map((r) => new URL(r.url).pathname)));
+      return lists.flat();
+    });
+  await page.waitForFunction(
+    async () =>
+      (await caches.keys()).some((k) => k.startsWith('cutout-build-')) &&
+      (await caches.open((await caches.keys()).find((k) => k.startsWith('cutout-build-')))).keys().then((keys) => keys.length > 0),
+    null,
+    { timeout: 60_000 },
+  );
+  assert.deepEqual(await keptBuilds(), [used]);
+
+  // What the first visit cost: the bytes the server sent (gzipped, as static hosts send them).
+  const wasmFetches = [...server.hits.entries()].filter(([path]) => path.endsWith('.wasm'));
+  assert.deepEqual(wasmFetches, [[used, 1]], 'one wasm build, fetched once');
+  const sent = [...server.sent.entries()];
+  const modelBytes = server.sent.get(MODEL) || 0;
+  const appBytes = sent.filter(([path]) => path !== MODEL).reduce((sum, [, bytes]) => sum + bytes, 0);
+  console.log(
+    `first visit: ${((appBytes + modelBytes) / 1e6).toFixed(1)} MB sent = the model ${(modelBytes / 1e6).toFixed(1)} MB + the app ${(appBytes / 1e6).toFixed(2)} MB (${sent.length} files)`,
+  );
+  assert.equal(modelBytes, statSync(join(models, 'isnet_quint8.onnx')).size, 'the model once');
+  assert.ok(appBytes < 4.5e6, `the app beyond the model costs ${appBytes} bytes`);
 
   await context.setOffline(true);
   try {

@@ -7,18 +7,23 @@ export type ImageInput =
 export interface Progress {
   /** 'download' (the model), then 'decode' | 'preprocess' | 'inference' | 'postprocess' | 'encode' | 'done'. */
   stage: string;
+  /** Of `total`: stages done, plus during inference the fraction of the graph's work done. */
   loaded: number;
   total: number;
 }
 
 export interface Options {
   model?: ModelSpec;
-  /** Result format: PNG cutout (default), lossless WebP cutout, or the grey mask as PNG. */
-  output?: 'png' | 'webp' | 'mask';
+  /** Result format: PNG cutout (default), lossless WebP cutout, JPEG (on `background`, white by default), or the grey mask as PNG. */
+  output?: 'png' | 'webp' | 'jpeg' | 'mask';
+  /** JPEG quality, 1-100 (default 90). */
+  quality?: number;
   /** Fill the background with a colour ('#rrggbb', '#rrggbbaa', 'white', ...). */
   background?: string | null;
   /** Crop to the subject: true, or a margin in pixels. */
   crop?: boolean | number;
+  /** Scale the result down so that its longer side is at most this many pixels. */
+  maxSide?: number;
   /** Largest image accepted, in pixels (default 50 000 000). */
   maxPixels?: number;
   /**

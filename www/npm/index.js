@@ -1,6 +1,7 @@
 // cutout-wasm: background removal in the browser, on the user's device. The work runs in a Web
 // Worker (the same worker as the Cutout web app); calls queue; models are cached in the Cache API.
 import { EngineClient, STAGES } from './engine-client.js';
+import { engineOptions } from './protocol.js';
 import manifest from './manifest.js';
 import { resolveModel } from './model-spec.js';
 import { MODEL_CACHE } from './models.js';
@@ -77,17 +78,6 @@ async function toPayload(input) {
   throw new TypeError('input must be a Blob/File, ImageData, HTMLImageElement, HTMLCanvasElement, ImageBitmap, URL or string URL');
 }
 
-function engineOptions(options) {
-  return {
-    output: options.output || 'png',
-    background: options.background || null,
-    crop: options.crop ?? false,
-    maxPixels: options.maxPixels,
-    refine: options.refine ?? true,
-    withMask: false,
-  };
-}
-
 /**
  * Removes the background of `input` and resolves to the result as a Blob (PNG by default).
  * Options: model, output ('png' | 'webp' | 'mask'), background, crop, maxPixels, refine (edge
@@ -99,7 +89,8 @@ export function removeBackground(input, options = {}) {
     const payload = await toPayload(input);
     await loadModel(options.model, options);
     const { file, pixels } = payload;
-    const onStage = (stage) => onProgress({ stage, loaded: STAGES.indexOf(stage), total: STAGES.length });
+    // Inference also reports the fraction of the graph done.
+    const onStage = (stage, fraction = 0) => onProgress({ stage, loaded: STAGES.indexOf(stage) + fraction, total: STAGES.length });
     const done = await client.process({ file, pixels, options: engineOptions(options) }, { onStage });
     onProgress({ stage: 'done', loaded: STAGES.length, total: STAGES.length });
     return new Blob([done.bytes], { type: done.mime });

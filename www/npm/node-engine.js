@@ -179,7 +179,13 @@ async function load({ spec, modelBaseUrl }) {
 }
 
 function processImage({ id, bytes, options }) {
-  const output = engine.processEncoded(bytes, options, (stage) => post({ type: 'stage', id, stage }));
+  let reported = 0;
+  const output = engine.processEncoded(bytes, options, (stage, fraction) => {
+    // Inference reports after every node of the graph: pass on each whole percent.
+    if (fraction !== undefined && fraction < 1 && fraction - reported < 0.01) return;
+    if (fraction !== undefined) reported = fraction;
+    post({ type: 'stage', id, stage, fraction });
+  });
   const result = output.takeBytes();
   const mime = output.mime;
   output.free();

@@ -8,10 +8,9 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import manifest from './manifest.js';
 import { cacheDir } from './node-cache.js';
+import { STAGES, engineOptions } from './protocol.js';
 
 export { cacheDir };
-
-const STAGES = ['decode', 'preprocess', 'inference', 'postprocess', 'encode'];
 
 let worker = null;
 let queue = Promise.resolve();
@@ -128,19 +127,12 @@ export function removeBackground(input, options = {}) {
     const bytes = await inputBytes(input);
     await loadModel(options.model, options);
     if (options.signal?.aborted) throw abortError();
-    const engineOptions = {
-      output: options.output || 'png',
-      background: options.background || null,
-      crop: options.crop ?? false,
-      maxPixels: options.maxPixels,
-      refine: options.refine ?? true,
-    };
     const copy = new Uint8Array(bytes); // transferred to the engine thread; the caller keeps its buffer
     const { bytes: result, mime } = await request(
-      { type: 'process', id: 1, bytes: copy, options: engineOptions },
+      { type: 'process', id: 1, bytes: copy, options: engineOptions(options) },
       [copy.buffer],
       (data, resolve, reject) => {
-        if (data.type === 'stage') onProgress({ stage: data.stage, loaded: STAGES.indexOf(data.stage), total: STAGES.length });
+        if (data.type === 'stage') onProgress({ stage: data.stage, loaded: STAGES.indexOf(data.stage) + (data.fraction ?? 0), total: STAGES.length });
         else if (data.type === 'done') resolve(data);
         else if (data.type === 'failed') reject(Object.assign(new Error(data.message), { code: data.code }));
       },

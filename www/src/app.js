@@ -2,12 +2,13 @@
 // engine-client.js (the npm package's client too).
 import { EngineClient, ModelLoadError } from './engine-client.js';
 import { downloadOf, resolveModel, sizeText } from './model-spec.js';
+import { activeStrokes, createViewer } from './viewer.js';
+import { forget, forgetAll, keep, keptItems } from './store.js';
 // client-zip, vendored into the site by build.sh: stored entries (PNG and WebP are compressed already), ZIP64 past 4 GB.
 import { downloadZip } from './vendor/client-zip.js';
 
 // The page's elements by id; typed loosely: each is the input, select, progress... index.html has.
 const $ = (/** @type {string} */ id) => /** @type {any} */ (document.getElementById(id));
-const STAGE_PERCENT = { decode: 2, preprocess: 6, inference: 8, postprocess: 92, encode: 96 };
 
 const state = {
   manifest: null,
@@ -20,7 +21,7 @@ const state = {
   items: [],
   nextId: 1,
   running: null, // the item the worker is processing
-  expectedInferenceMs: 20000,
+  inferences: 0, // model runs this visit (a re-render needs none)
   cachedUrls: new Set(), // models stored in this browser, by URL
   consented: new Set(), // models whose download the user accepted, by key
 };
@@ -61,13 +62,16 @@ function onReady(ready) {
     `Engine: tract, WebAssembly ${ready.variant === 'simd' ? 'SIMD' : 'relaxed SIMD'}, ` + `${ready.threads} thread${ready.threads === 1 ? '' : 's'}.`;
   document.body.dataset.threads = String(ready.threads);
   document.body.dataset.variant = ready.variant;
+  // The service worker keeps only the wasm build in use: tell it which (it may not have seen the
+  // worker fetch it, on a first visit).
+  navigator.serviceWorker?.ready.then((registration) => registration.active?.postMessage({ type: 'keep-build', path: ready.wasmUrl }));
   if (!$('model-select').options.length) fillModelSelect();
   listCachedModels().then((listed) => listed && loadOrAsk());
 }
 
 function onModelProgress(loaded, total) {
   const bar = $('model-progress');
-  bar.hidden = false;
+  bar.classList.remove('invisible');
   bar.max = total || 1;
   bar.value = total ? loaded : 0;
   setModelStatus(`Downloading the model: ${mb(loaded)}${total ? ` of ${mb(total)}` : ''}`);
@@ -76,7 +80,7 @@ function onModelProgress(loaded, total) {
 function onModelReady(info) {
   state.modelReady = true;
   state.modelError = null;
-  $('model-progress').hidden = true;
+  $('model-progress').classList.add('invisible');
   $('model-retry').hidden = true;
   $('model-choose').hidden = true;
   const how = info.reused ? '' : info.fromCache ? ' (from this browser’s storage)' : ' (downloaded and stored for next time)';
@@ -91,7 +95,7 @@ function onModelReady(info) {
 function onModelError(error) {
   state.modelReady = false;
   state.modelError = error.message;
-  $('model-progress').hidden = true;
+  $('model-progress').classList.add('invisible');
   setModelStatus(error.message, 'error');
   $('model-retry').hidden = false;
   $('model-choose').hidden = false;
@@ -99,16 +103,6 @@ function onModelError(error) {
   document.body.dataset.modelError = error.code || 'model-error';
   failPending(`the model could not be loaded: ${error.message}`);
   listCachedModels();
-}
-
-// Inference is one long call: remember when it started, to estimate its progress.
-function onStage(item, stage) {
-  const now = performance.now();
-  if (stage === 'inference') item.inferenceStarted = now;
-  if (stage === 'postprocess' && item.inferenceStarted) state.expectedInferenceMs = now - item.inferenceStarted;
-  item.stage = stage;
-  item.stageStarted = now;
-  setPercent(item, STAGE_PERCENT[stage] ?? item.percent);
 }
 
 // ---- models -------------------------------------------------------------------------------------
@@ -161,7 +155,7 @@ function loadOrAsk() {
   const model = selectedModel();
   if (!model) return;
   if (model.file || state.cachedUrls.has(model.url) || state.consented.has(model.key)) {
-    $('first-run').hidden = true;
+    showFirstRunCard(false);
     loadModel();
   } else {
     showFirstRun(model);
@@ -197,10 +191,18 @@ function showFirstRun(model) {
   $('first-run-source').textContent = `From: ${from}.${gated}`;
   $('first-run-accept').textContent = `Download${sizeText(entry) ? ` ${sizeText(entry)}` : ''}`;
   renderChoices();
-  $('first-run').hidden = false;
+  showFirstRunCard(true);
   $('model-choose').hidden = true;
   document.body.dataset.firstRun = 'shown';
   setModelStatus('Choose a model to download.');
+}
+
+// The card is a modal dialog: it covers the page instead of pushing it down as it appears.
+function showFirstRunCard(open) {
+  const card = $('first-run');
+  card.hidden = !open;
+  if (open && !card.open) card.showModal();
+  if (!open && card.open) card.close();
 }
 
 function renderChoices() {
@@ -238,13 +240,13 @@ function renderChoices() {
 function acceptFirstRun() {
   const model = selectedModel();
   state.consented.add(model.key);
-  $('first-run').hidden = true;
+  showFirstRunCard(false);
   document.body.dataset.firstRun = 'accepted';
   loadModel();
 }
 
 function declineFirstRun() {
-  $('first-run').hidden = true;
+  showFirstRunCard(false);
   document.body.dataset.firstRun = 'declined';
   setModelStatus('Nothing was downloaded. Cutout needs a model to remove backgrounds: choose one when you are ready (or use a local .onnx file).', 'warning');
   $('model-choose').hidden = false;
@@ -314,106 +316,236 @@ function renderCachedModels(list) {
 
 // ---- queue --------------------------------------------------------------------------------------
 
-function options() {
-  const kind = $('output-kind').value;
+// Errors that the same file would give again: no Retry for them.
+const PERMANENT_ERRORS = new Set(['not-an-image', 'corrupt-image', 'empty-input', 'zero-size', 'too-many-pixels', 'bad-pixel-buffer']);
+const STATUS_TEXT = { pending: 'PENDING', processing: 'PROCESSING', completed: 'COMPLETED', failed: 'FAILED', cancelled: 'CANCELLED' };
+// Where each stage starts on the item's progress bar; inference fills the span to the next.
+const STAGE_PERCENT = { decode: 0, preprocess: 3, inference: 6, postprocess: 94, encode: 97 };
+const narrow = window.matchMedia('(max-width: 899px)');
+
+/** The output settings the page's Output panel holds: every item starts with them. */
+function defaultSettings() {
+  const output = $('output-kind').value;
   return {
-    output: kind,
-    background: kind !== 'mask' && $('bg-enabled').checked ? $('bg-colour').value : null,
-    crop: $('crop-enabled').checked ? Math.max(0, Number($('crop-margin').value) || 0) : false,
+    output,
+    background: output !== 'mask' && $('bg-enabled').checked ? $('bg-colour').value : null,
+    backgroundFile: null,
+    crop: $('crop-enabled').checked ? Math.max(0, Math.min(1000, Number($('crop-margin').value) || 0)) : false,
+    maxSide: Number($('max-side').value) || null,
     refine: $('refine-enabled').checked,
   };
 }
 
+/** What the engine is asked for, from an item's settings. */
+function engineOptions(settings, extra = {}) {
+  const { output, background, crop, maxSide, refine } = settings;
+  return { output, background: output === 'mask' ? null : background, crop, maxSide, refine, ...extra };
+}
+
 function addFiles(files) {
-  for (const file of files) addItem(file, file.name || 'pasted-image');
+  let last = null;
+  for (const file of files) last = addItem(file, file.name || 'pasted-image');
+  // On a phone the results are below the inputs: bring the new item into view.
+  if (last && narrow.matches) last.el.root.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
   pump();
 }
 
 function addItem(file, name) {
-  const item = { id: state.nextId++, file, name, status: 'pending', percent: 0, options: options() };
-  item.inputUrl = URL.createObjectURL(file);
+  const item = showItem({ id: state.nextId++, file, name, settings: defaultSettings(), customised: false, history: [], future: [], downloaded: false });
+  if (state.modelError) setStatus(item, 'failed', `the model could not be loaded: ${state.modelError}`);
+  else {
+    setStatus(item, 'pending');
+    persist(item);
+  }
+  return item;
+}
+
+// An item in the queue, new or kept from an earlier visit.
+function showItem(fields) {
+  const item = { ...fields, key: `item-${fields.id}`, status: 'pending', percent: 0 };
+  item.inputUrl = URL.createObjectURL(item.file);
   item.el = renderItem(item);
   state.items.push(item);
-  $('queue').append(item.el.root);
-  $('queue-empty').hidden = true;
-  if (state.modelError) setStatus(item, 'failed', `the model could not be loaded: ${state.modelError}`);
-  else setStatus(item, 'pending');
+  $('queue').prepend(item.el.root);
   return item;
+}
+
+// ---- kept results -------------------------------------------------------------------------------
+
+/** Saves the item in this browser (one save at a time per item; the latest state wins). */
+function persist(item) {
+  if (item.saving) {
+    item.saveAgain = true;
+    return;
+  }
+  if (!state.items.includes(item) || !(item.status === 'pending' || item.status === 'completed')) return;
+  item.saving = true;
+  const record = {
+    id: item.id,
+    name: item.name,
+    file: item.file,
+    status: item.status,
+    settings: item.settings,
+    customised: item.customised,
+    history: item.history,
+    future: item.future,
+    downloaded: item.downloaded,
+    ...(item.status === 'completed' && {
+      alpha: item.alpha,
+      inputWidth: item.inputWidth,
+      inputHeight: item.inputHeight,
+      result: item.result,
+      resultWidth: item.resultWidth,
+      resultHeight: item.resultHeight,
+    }),
+  };
+  keep(record)
+    .then(
+      () => {
+        item.kept = true;
+        if (!state.items.includes(item)) forget(item.id).catch(() => {});
+      },
+      (error) => {
+        item.kept = false;
+        const why = error?.name === 'QuotaExceededError' ? 'this browser’s storage is full' : error?.message || 'storage is unavailable';
+        announce(`${item.name} could not be kept in this browser (${why}): download it before you leave.`);
+        item.el.root.dataset.kept = 'false';
+        item.el.status.title = `Not kept in this browser: ${why}`;
+      },
+    )
+    .finally(() => {
+      item.saving = false;
+      if (item.saveAgain) {
+        item.saveAgain = false;
+        persist(item);
+      }
+    });
+}
+
+// Shows the results kept from earlier visits (and queues the photos that were still waiting).
+async function restoreKeptItems() {
+  const kept = await keptItems();
+  for (const record of kept) {
+    state.nextId = Math.max(state.nextId, record.id + 1);
+    const item = showItem(record);
+    item.kept = true;
+    if (record.status === 'completed' && record.result && record.alpha) {
+      showResult(item, record.result, { width: record.resultWidth, height: record.resultHeight });
+      item.downloaded = record.downloaded;
+      setStatus(item, 'completed', `${record.resultWidth}×${record.resultHeight}, kept from an earlier visit`);
+    } else {
+      setStatus(item, 'pending');
+    }
+  }
+  document.body.dataset.restored = String(kept.length);
+  pump();
+}
+
+function button(text, label, onClick, className = 'secondary') {
+  const element = Object.assign(document.createElement('button'), { type: 'button', className, textContent: text });
+  element.setAttribute('aria-label', label);
+  element.onclick = onClick;
+  return element;
 }
 
 function renderItem(item) {
   const root = document.createElement('li');
   root.className = 'item';
   root.dataset.id = String(item.id);
-  const figure = document.createElement('div');
-  figure.className = 'compare';
-  const before = Object.assign(document.createElement('img'), { alt: `Original: ${item.name}`, src: item.inputUrl, className: 'before' });
-  const after = Object.assign(document.createElement('img'), { alt: '', className: 'after checkerboard' });
-  after.hidden = true;
+  const thumb = Object.assign(document.createElement('button'), { type: 'button', className: 'thumb', disabled: true });
+  thumb.setAttribute('aria-label', `Open ${item.name}`);
+  const image = Object.assign(document.createElement('img'), { alt: '', src: item.inputUrl, className: 'before', draggable: false });
   // Formats the browser cannot show (TIFF) or broken files: a neutral placeholder, not a broken icon.
-  before.addEventListener('error', () => {
-    before.hidden = true;
-    figure.classList.add('no-preview');
+  image.addEventListener('error', () => {
+    if (image.src !== item.inputUrl) return;
+    image.hidden = true;
+    thumb.classList.add('no-preview');
   });
-  figure.append(before, after);
+  thumb.append(image);
+  thumb.onclick = () => openViewer(item);
   const info = document.createElement('div');
   info.className = 'item-info';
   const title = Object.assign(document.createElement('p'), { className: 'name', textContent: item.name });
+  // Not a live region: the page-wide announcer says when each item starts and ends.
   const status = Object.assign(document.createElement('p'), { className: 'status' });
-  status.setAttribute('aria-live', 'polite');
   const progress = Object.assign(document.createElement('progress'), { max: 100, value: 0 });
   progress.setAttribute('aria-label', `Progress for ${item.name}`);
   const actions = document.createElement('div');
   actions.className = 'actions';
-  const cancel = Object.assign(document.createElement('button'), { type: 'button', className: 'secondary', textContent: 'Cancel' });
-  cancel.setAttribute('aria-label', `Cancel ${item.name}`);
-  cancel.onclick = () => cancelItem(item);
-  const retry = Object.assign(document.createElement('button'), { type: 'button', className: 'secondary', textContent: 'Retry', hidden: true });
-  retry.setAttribute('aria-label', `Retry ${item.name}`);
-  retry.onclick = () => retryItem(item);
   const download = Object.assign(document.createElement('a'), { className: 'button', textContent: 'Download', hidden: true });
-  const toggle = Object.assign(document.createElement('button'), { type: 'button', className: 'secondary', textContent: 'Show original', hidden: true });
-  toggle.onclick = () => {
-    const showingResult = !after.hidden;
-    after.hidden = showingResult;
-    before.hidden = !showingResult;
-    toggle.textContent = showingResult ? 'Show result' : 'Show original';
-  };
-  actions.append(download, toggle, cancel, retry);
+  download.addEventListener('click', () => markDownloaded(item));
+  // Dragging the link out gives the file itself (Chromium's DownloadURL), not a link to it.
+  download.addEventListener('dragstart', (event) => {
+    if (item.result) event.dataTransfer.setData('DownloadURL', `${item.result.type}:${item.resultName}:${item.resultUrl}`);
+  });
+  const edit = button('Open', `Open ${item.name} to compare, zoom, touch up and export`, () => openViewer(item));
+  const cancel = button('Cancel', `Cancel ${item.name}`, () => cancelItem(item));
+  const retry = button('Retry', `Retry ${item.name}`, () => retryItem(item));
+  const remove = button('Remove', `Remove ${item.name}`, () => removeItem(item));
+  actions.append(download, edit, cancel, retry, remove);
   info.append(title, status, progress, actions);
-  root.append(figure, info);
-  return { root, before, after, status, progress, cancel, retry, download, toggle };
+  root.append(thumb, info);
+  return { root, thumb, image, status, progress, download, edit, cancel, retry, remove };
 }
 
-const STATUS_TEXT = { pending: 'PENDING', processing: 'PROCESSING', completed: 'COMPLETED', failed: 'FAILED', cancelled: 'CANCELLED' };
-
-function setStatus(item, status, message = '') {
+function setStatus(item, status, message = '', code = null) {
+  const previous = item.status;
   item.status = status;
   item.message = message;
   item.el.root.dataset.status = status;
-  const percent = status === 'processing' ? ` ${Math.round(item.percent)}%` : '';
-  item.el.status.textContent = `${STATUS_TEXT[status]}${percent}${message ? `: ${message}` : ''}`;
-  item.el.progress.hidden = status !== 'processing';
   item.el.cancel.hidden = !(status === 'pending' || status === 'processing');
-  item.el.retry.hidden = !(status === 'failed' || status === 'cancelled');
-  if (status === 'completed' || status === 'failed') announce(`${item.name}: ${STATUS_TEXT[status]}${message ? `, ${message}` : ''}`);
-  $('download-all').disabled = !state.items.some((i) => i.status === 'completed');
+  item.el.retry.hidden = !(status === 'cancelled' || (status === 'failed' && !PERMANENT_ERRORS.has(code)));
+  item.el.remove.hidden = status === 'processing';
+  item.el.edit.hidden = status !== 'completed';
+  item.el.thumb.disabled = status !== 'completed';
+  showStatusText(item);
+  // Nothing to keep of a photo that failed or was cancelled (Retry keeps it again).
+  if (status === 'failed' || status === 'cancelled') forget(item.id).catch(() => {});
+  if (status !== previous || status === 'failed') {
+    if (status === 'processing') announce(`${item.name}: removing the background`);
+    if (status === 'completed' || status === 'failed') announce(`${item.name}: ${STATUS_TEXT[status]}${message ? `, ${message}` : ''}`);
+  }
+  updateQueueButtons();
 }
 
-function setPercent(item, percent) {
+function showStatusText(item) {
+  let text = STATUS_TEXT[item.status];
+  if (item.status === 'processing') {
+    text += ` ${Math.round(item.percent)}%`;
+    if (item.secondsLeft != null) text += ` · about ${Math.max(1, Math.round(item.secondsLeft))} s left`;
+  }
+  item.el.status.textContent = `${text}${item.message ? `: ${item.message}` : ''}`;
+}
+
+function updateQueueButtons() {
+  const done = state.items.filter((i) => i.status === 'completed').length;
+  $('download-all').disabled = !done;
+  $('download-all').textContent = done ? `Download all (${done})` : 'Download all';
+  $('clear-all').disabled = !state.items.length;
+  $('queue-empty').hidden = state.items.length > 0;
+}
+
+// Progress from the engine: stage starts, and during inference the fraction of the graph done
+// (weighted by each node's time in the previous image). Time left comes from that fraction.
+function onStage(item, stage, fraction) {
+  const now = performance.now();
+  if (fraction === undefined) {
+    item.stage = stage;
+    item.stageStarted = now;
+    if (stage === 'inference') state.inferences++;
+    document.body.dataset.inferences = String(state.inferences);
+  }
+  let percent = STAGE_PERCENT[stage] ?? item.percent;
+  item.secondsLeft = null;
+  if (stage === 'inference' && fraction !== undefined) {
+    percent += fraction * (STAGE_PERCENT.postprocess - STAGE_PERCENT.inference);
+    const elapsed = (now - item.stageStarted) / 1000;
+    if (fraction > 0.05 && elapsed > 1) item.secondsLeft = (elapsed * (1 - fraction)) / fraction;
+  }
   item.percent = Math.min(99, Math.max(item.percent, percent));
   item.el.progress.value = item.percent;
-  if (item.status === 'processing') setStatus(item, 'processing');
+  showStatusText(item);
 }
-
-// Inference is one long call in the worker: estimate its progress from the last run's duration.
-setInterval(() => {
-  const item = state.running;
-  if (!item || item.stage !== 'inference') return;
-  const elapsed = performance.now() - item.stageStarted;
-  const share = 1 - Math.exp(-elapsed / state.expectedInferenceMs);
-  setPercent(item, STAGE_PERCENT.inference + share * (STAGE_PERCENT.postprocess - STAGE_PERCENT.inference));
-}, 250);
 
 function pump() {
   if (state.running || !state.modelReady) return;
@@ -423,7 +555,8 @@ function pump() {
   item.percent = 0;
   item.started = performance.now();
   setStatus(item, 'processing');
-  state.engine.process({ file: item.file, options: item.options }, { onStage: (stage) => onStage(item, stage) }).then(
+  const options = engineOptions(item.settings, { withAlpha: true });
+  state.engine.process({ file: item.file, options, keep: item.key }, { onStage: (stage, fraction) => onStage(item, stage, fraction) }).then(
     (done) => finishItem(item, done),
     (error) => failItem(item, error),
   );
@@ -433,36 +566,151 @@ function failItem(item, error) {
   // Cancelled (the worker was stopped) or failed with the model: already marked.
   if (state.running !== item) return;
   state.running = null;
-  setStatus(item, 'failed', error.message);
+  setStatus(item, 'failed', error.message, error.code);
   pump();
 }
 
-function finishItem(item, data) {
+function finishItem(item, done) {
   if (state.running !== item) return;
   state.running = null;
   if (item.status !== 'processing') return pump();
-  const blob = new Blob([data.bytes], { type: data.mime });
-  item.result = blob;
-  item.resultUrl = URL.createObjectURL(blob);
-  item.resultName = resultName(item.name, item.options.output);
-  item.el.after.src = item.resultUrl;
-  item.el.after.alt = `Result: ${item.name} without background`;
-  item.el.after.hidden = false;
-  item.el.before.hidden = true;
-  item.el.toggle.hidden = false;
-  Object.assign(item.el.download, { href: item.resultUrl, download: item.resultName, hidden: false });
-  item.el.download.setAttribute('aria-label', `Download ${item.resultName}`);
-  item.el.root.dataset.width = String(data.width);
-  item.el.root.dataset.height = String(data.height);
+  item.alpha = done.alpha;
+  item.inputWidth = done.inputWidth;
+  item.inputHeight = done.inputHeight;
   item.percent = 100;
-  setStatus(item, 'completed', `${data.width}×${data.height}, ${((performance.now() - item.started) / 1000).toFixed(1)} s`);
+  item.secondsLeft = null;
+  showResult(item, new Blob([done.bytes], { type: done.mime }), done);
+  setStatus(item, 'completed', `${done.width}×${done.height}, ${((performance.now() - item.started) / 1000).toFixed(1)} s`);
+  persist(item);
   pump();
+}
+
+// A new result file for the item (first run, re-render or kept): link, thumbnail and viewer
+// follow it. `done` gives its size and, from a render for the viewer, the full-size view.
+function showResult(item, blob, done) {
+  if (item.resultUrl) URL.revokeObjectURL(item.resultUrl);
+  item.result = blob;
+  item.resultUrl = URL.createObjectURL(item.result);
+  item.resultName = resultName(item.name, item.settings.output);
+  item.resultWidth = done.width;
+  item.resultHeight = done.height;
+  item.downloaded = false;
+  const { image, download, root } = item.el;
+  Object.assign(image, { src: item.resultUrl, alt: `Result: ${item.name} without background`, hidden: false, className: 'after checkerboard' });
+  item.el.thumb.classList.remove('no-preview');
+  Object.assign(download, { href: item.resultUrl, download: item.resultName, hidden: false });
+  download.setAttribute('aria-label', `Download ${item.resultName}`);
+  root.dataset.width = String(done.width);
+  root.dataset.height = String(done.height);
+  root.dataset.renders = String(Number(root.dataset.renders || 0) + 1);
+  if (done.view) item.view = { pixels: done.view, width: done.inputWidth, height: done.inputHeight };
+  viewer.showResult(item);
+  viewer.showView(item);
 }
 
 function resultName(name, output) {
   const stem = name.replace(/\.[^./]+$/, '') || 'image';
   if (output === 'mask') return `${stem}-mask.png`;
-  return `${stem}-cutout.${output === 'webp' ? 'webp' : 'png'}`;
+  const extension = { webp: 'webp', jpeg: 'jpg' }[output] || 'png';
+  return `${stem}-cutout.${extension}`;
+}
+
+// Renders the item again without inference (strokes or settings changed). One render per item
+// at a time; changes made meanwhile are rendered once it returns.
+function render(item) {
+  if (item.status !== 'completed') return;
+  if (item.rendering) {
+    item.renderAgain = true;
+    return;
+  }
+  item.rendering = true;
+  viewer.busy(item);
+  const withView = viewer.item === item;
+  const options = engineOptions(item.settings, { withView });
+  state.engine
+    .composite({ key: item.key, file: item.file, alpha: item.alpha, strokes: activeStrokes(item), options, backgroundFile: item.settings.backgroundFile })
+    .then(
+      (done) => {
+        if (!state.items.includes(item)) return;
+        showResult(item, new Blob([done.bytes], { type: done.mime }), done);
+        persist(item);
+      },
+      (error) => {
+        item.el.status.textContent = `COMPLETED: the new version could not be made: ${error.message}`;
+        announce(`${item.name}: ${error.message}`);
+        if (viewer.item === item) $('viewer-status').textContent = `Could not update the result: ${error.message}`;
+      },
+    )
+    .finally(() => {
+      item.rendering = false;
+      if (item.renderAgain || (viewer.item === item && !item.view)) {
+        item.renderAgain = false;
+        render(item);
+      }
+    });
+}
+
+function openViewer(item) {
+  if (item.status !== 'completed') return;
+  viewer.open(item);
+  render(item); // for the full-size view the viewer paints on
+}
+
+function markDownloaded(item) {
+  item.downloaded = true;
+  persist(item);
+}
+
+async function copyResult(item) {
+  const status = $('viewer-status');
+  try {
+    // The clipboard takes PNG only: other formats are rendered as PNG for it.
+    let blob = item.result;
+    if (blob.type !== 'image/png') {
+      const settings = { ...item.settings, output: item.settings.output === 'mask' ? 'mask' : 'png' };
+      const done = await state.engine.composite({
+        key: item.key,
+        file: item.file,
+        alpha: item.alpha,
+        strokes: activeStrokes(item),
+        options: engineOptions(settings),
+        backgroundFile: item.settings.backgroundFile,
+      });
+      blob = new Blob([done.bytes], { type: 'image/png' });
+    }
+    await navigator.clipboard.write([new ClipboardItem({ 'image/png': blob })]);
+    status.textContent = 'Copied to the clipboard as PNG.';
+  } catch (e) {
+    status.textContent = `Could not copy: ${e.message}`;
+  }
+}
+
+async function shareResult(item) {
+  try {
+    await navigator.share({ files: [new File([item.result], item.resultName, { type: item.result.type })], title: item.resultName });
+    markDownloaded(item);
+  } catch (e) {
+    if (e.name !== 'AbortError') $('viewer-status').textContent = `Could not share: ${e.message}`;
+  }
+}
+
+const viewer = createViewer({
+  edited: render,
+  settingsChanged: render,
+  downloaded: markDownloaded,
+  copy: copyResult,
+  share: shareResult,
+});
+
+// The Output panel changed: items that keep the defaults take the new ones (rendered again
+// without inference); new items start with them.
+function onDefaultsChanged() {
+  const settings = defaultSettings();
+  for (const item of state.items) {
+    if (item.customised) continue;
+    item.settings = { ...settings, refine: item.settings.refine };
+    if (item.status === 'completed') render(item);
+  }
 }
 
 function cancelItem(item) {
@@ -480,8 +728,30 @@ function cancelItem(item) {
 function retryItem(item) {
   item.percent = 0;
   setStatus(item, 'pending');
+  persist(item);
   if (state.modelError) loadModel();
   pump();
+}
+
+function removeItem(item) {
+  if (item.status === 'processing') cancelItem(item);
+  if (viewer.item === item) $('viewer').close();
+  state.items = state.items.filter((i) => i !== item);
+  item.el.root.remove();
+  URL.revokeObjectURL(item.inputUrl);
+  if (item.resultUrl) URL.revokeObjectURL(item.resultUrl);
+  state.engine.forget(item.key);
+  forget(item.id).catch(() => {});
+  announce(`${item.name} removed`);
+  updateQueueButtons();
+}
+
+function clearAll() {
+  const unsaved = state.items.filter((i) => i.status === 'completed' && !i.downloaded).length;
+  if (unsaved && !confirm(`Clear all results? ${unsaved} of them ${unsaved === 1 ? 'has' : 'have'} not been downloaded.`)) return;
+  for (const item of [...state.items]) removeItem(item);
+  forgetAll().catch(() => {});
+  announce('All results cleared');
 }
 
 function failPending(message) {
@@ -505,6 +775,7 @@ async function downloadAll() {
   const zip = await downloadZip(files).blob();
   const link = Object.assign(document.createElement('a'), { href: URL.createObjectURL(zip), download: 'cutouts.zip' });
   link.click();
+  for (const item of done) markDownloaded(item);
   setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
 }
 
@@ -528,6 +799,41 @@ async function addFromUrl(text) {
   }
   addItem(blob, name);
   pump();
+}
+
+// Files dropped anywhere on the page are added (never opened by the browser in place of the app).
+function acceptDropsAnywhere() {
+  const overlay = $('drop-overlay');
+  const zone = $('drop-zone');
+  const carriesFiles = (event) => [...(event.dataTransfer?.types || [])].includes('Files');
+  let depth = 0;
+  document.addEventListener('dragenter', (event) => {
+    if (!carriesFiles(event)) return;
+    depth++;
+    overlay.hidden = false;
+    zone.classList.add('dragging');
+  });
+  document.addEventListener('dragleave', (event) => {
+    if (!carriesFiles(event)) return;
+    depth = Math.max(0, depth - 1);
+    if (!depth) {
+      overlay.hidden = true;
+      zone.classList.remove('dragging');
+    }
+  });
+  document.addEventListener('dragover', (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = 'copy';
+  });
+  document.addEventListener('drop', (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    depth = 0;
+    overlay.hidden = true;
+    zone.classList.remove('dragging');
+    addFiles(event.dataTransfer.files);
+  });
 }
 
 // ---- wiring -------------------------------------------------------------------------------------
@@ -581,6 +887,7 @@ async function fetchJson(path, fallback) {
 }
 
 async function main() {
+  document.body.dataset.inferences = '0';
   // Site owners may edit both files in the deployed site without rebuilding the engine.
   state.config = await fetchJson('cutout.config.json', {});
   state.manifest = await fetchJson('models.json', null); // else the engine's own copy
@@ -589,17 +896,8 @@ async function main() {
     addFiles(input.files);
     input.value = '';
   });
+  acceptDropsAnywhere();
   const zone = $('drop-zone');
-  zone.addEventListener('dragover', (e) => {
-    e.preventDefault();
-    zone.classList.add('dragging');
-  });
-  zone.addEventListener('dragleave', () => zone.classList.remove('dragging'));
-  zone.addEventListener('drop', (e) => {
-    e.preventDefault();
-    zone.classList.remove('dragging');
-    addFiles(e.dataTransfer.files);
-  });
   zone.tabIndex = 0;
   zone.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' || e.key === ' ') {
@@ -636,6 +934,19 @@ async function main() {
   $('first-run-accept').addEventListener('click', acceptFirstRun);
   $('first-run-decline').addEventListener('click', declineFirstRun);
   $('download-all').addEventListener('click', downloadAll);
+  $('clear-all').addEventListener('click', clearAll);
+  $('model-file-button').addEventListener('click', () => $('model-file').click());
+  for (const id of ['output-kind', 'bg-enabled', 'bg-colour', 'crop-enabled', 'crop-margin', 'max-side']) $(id).addEventListener('change', onDefaultsChanged);
+  // Esc on the first-run card is "Not now".
+  $('first-run').addEventListener('cancel', (event) => {
+    event.preventDefault();
+    declineFirstRun();
+  });
+  // A result neither downloaded nor kept in this browser would be lost: ask before leaving.
+  window.addEventListener('beforeunload', (event) => {
+    if (state.items.some((i) => i.status === 'completed' && !i.downloaded && !i.kept)) event.preventDefault();
+  });
+  restoreKeptItems();
   $('cached-models').addEventListener('toggle', () => listCachedModels());
   state.engine = new EngineClient(createWorker, {
     onFatal: (message) => {

@@ -102,18 +102,38 @@ export class EngineClient {
   }
 
   /**
-   * Processes one image: encoded (`file`) or decoded pixels, whose buffer is transferred.
-   * @param {{file?: Blob, pixels?: Pixels, options: ProcessOptions}} input
-   * @param {{onStage?: (stage: import('./protocol.js').Stage) => void}} [callbacks]
+   * Processes one image: encoded (`file`) or decoded pixels, whose buffer is transferred. With
+   * `keep`, the worker keeps the decoded photo for `composite` calls under that key.
+   * @param {{file?: Blob, pixels?: Pixels, options: ProcessOptions, keep?: string}} input
+   * @param {{onStage?: (stage: import('./protocol.js').Stage, fraction?: number) => void}} [callbacks]
    * @returns {Promise<DoneReply>}
    */
-  async process({ file, pixels, options }, { onStage = () => {} } = {}) {
+  async process({ file, pixels, options, keep }, { onStage = () => {} } = {}) {
     await this.start();
-    return this.request({ type: 'process', file, pixels, options }, pixels ? [pixels.buffer] : [], (reply, resolve, reject) => {
-      if (reply.type === 'stage') onStage(reply.stage);
+    return this.request({ type: 'process', file, pixels, options, keep }, pixels ? [pixels.buffer] : [], (reply, resolve, reject) => {
+      if (reply.type === 'stage') onStage(reply.stage, reply.fraction);
       else if (reply.type === 'done') resolve(reply);
       else if (reply.type === 'failed') reject(Object.assign(new Error(reply.message), { code: reply.code }));
     });
+  }
+
+  /**
+   * Makes a result again without inference (see protocol.js's CompositeRequest); `alpha` is
+   * copied, not transferred, so the caller keeps it.
+   * @param {{key: string, file: Blob, alpha: ArrayBuffer, strokes: import('./protocol.js').Stroke[], options: ProcessOptions, backgroundFile?: Blob | null}} input
+   * @returns {Promise<DoneReply>}
+   */
+  async composite({ key, file, alpha, strokes, options, backgroundFile = null }) {
+    await this.start();
+    return this.request({ type: 'composite', key, file, alpha, strokes, options, backgroundFile }, [], (reply, resolve, reject) => {
+      if (reply.type === 'done') resolve(reply);
+      else if (reply.type === 'failed') reject(Object.assign(new Error(reply.message), { code: reply.code }));
+    });
+  }
+
+  /** Lets the worker drop the photo it kept under `key`. @param {string} key */
+  forget(key) {
+    this.worker?.postMessage({ type: 'forget', id: this.nextId++, key });
   }
 
   /** The models stored in this browser's Cache API. @returns {Promise<CachedModel[]>} */

@@ -15,6 +15,23 @@ export function errorCode(error) {
   return name && /^[a-z]+(-[a-z]+)*$/.test(name) ? name : null;
 }
 
+/**
+ * The engine's options from the npm API's (index.d.ts's Options): only what the engine reads.
+ * @param {Record<string, any>} options
+ * @returns {ProcessOptions}
+ */
+export function engineOptions(options) {
+  return {
+    output: options.output || 'png',
+    quality: options.quality,
+    background: options.background || null,
+    crop: options.crop ?? false,
+    maxSide: options.maxSide,
+    maxPixels: options.maxPixels,
+    refine: options.refine ?? true,
+  };
+}
+
 export const STAGES = /** @type {const} */ (['decode', 'preprocess', 'inference', 'postprocess', 'encode']);
 
 /** @typedef {(typeof STAGES)[number]} Stage */
@@ -39,29 +56,49 @@ export const STAGES = /** @type {const} */ (['decode', 'preprocess', 'inference'
 /**
  * What the engine is asked to produce (the Rust side's ProcessOptions).
  * @typedef {object} ProcessOptions
- * @property {'png' | 'webp' | 'mask'} output
- * @property {string | null} [background] fill colour, or null for transparency
+ * @property {'png' | 'webp' | 'jpeg' | 'mask'} output
+ * @property {number} [quality] JPEG quality, 1-100 (default 90)
+ * @property {string | null} [background] fill colour, or null for transparency (JPEG: white)
  * @property {boolean | number} [crop] crop to the subject: true, or a margin in pixels
+ * @property {number} [maxSide] scale the result down to at most this many pixels on its longer side
  * @property {number} [maxPixels] largest image accepted (default 50 000 000)
  * @property {boolean} [refine] edge refinement (default true); false gives the reference's values
  * @property {boolean} [withMask] also return the mask as a PNG
+ * @property {boolean} [withAlpha] also return the final alpha, a byte per pixel at the input's size
+ * @property {boolean} [withView] also return the cutout as RGBA at the input's size (no crop, no background)
+ */
+
+/**
+ * One drag of the touch-up brush, in the photo's pixels (the engine's edit::Stroke).
+ * @typedef {{mode: 'erase' | 'restore', radius: number, hardness: number, points: [number, number][]}} Stroke
  */
 
 // ---- client -> worker -----------------------------------------------------------------------
 
 /** @typedef {{type: 'init', id: number}} InitRequest */
 /** @typedef {{type: 'load-model', id: number, model: ResolvedModel}} LoadModelRequest */
-/** An encoded image (`file`), or pixels decoded by the caller (`pixels`). @typedef {{type: 'process', id: number, file?: Blob, pixels?: Pixels, options: ProcessOptions}} ProcessRequest */
+/**
+ * An encoded image (`file`), or pixels decoded by the caller (`pixels`). With `keep`, the worker
+ * keeps the decoded photo under that key for the `composite` requests that follow.
+ * @typedef {{type: 'process', id: number, file?: Blob, pixels?: Pixels, options: ProcessOptions, keep?: string}} ProcessRequest
+ */
+/**
+ * A result made again without inference, from the photo (`file`, or the one kept under `key`),
+ * the `alpha` its process returned, touch-up `strokes` and `options`; `backgroundFile` is a
+ * picture to put behind the subject.
+ * @typedef {{type: 'composite', id: number, key: string, file: Blob, alpha: ArrayBuffer, strokes: Stroke[], options: ProcessOptions, backgroundFile?: Blob | null}} CompositeRequest
+ */
+/** The worker drops the photo kept under `key`; no reply. @typedef {{type: 'forget', id: number, key: string}} ForgetRequest */
 /** @typedef {{type: 'list-models', id: number}} ListModelsRequest */
 /** @typedef {{type: 'delete-model', id: number, url: string}} DeleteModelRequest */
 /** Per-op inference times on decoded pixels (the benchmark's --profile). @typedef {{type: 'profile', id: number, pixels: Pixels}} ProfileRequest */
-/** @typedef {InitRequest | LoadModelRequest | ProcessRequest | ListModelsRequest | DeleteModelRequest | ProfileRequest} Request */
+/** @typedef {InitRequest | LoadModelRequest | ProcessRequest | CompositeRequest | ForgetRequest | ListModelsRequest | DeleteModelRequest | ProfileRequest} Request */
 
 // ---- worker -> client -----------------------------------------------------------------------
 
 /**
- * The engine is instantiated: `variant` is the wasm build in use.
- * @typedef {{type: 'ready', id: number, variant: 'simd' | 'relaxed' | 'threads', threads: number, manifest: any, instantiateMs: number}} ReadyReply
+ * The engine is instantiated: `variant` is the wasm build in use, loaded from `wasmUrl`.
+ * @typedef {{type: 'ready', id: number, variant: 'simd' | 'relaxed' | 'threads', threads: number, manifest: any, wasmUrl: string, instantiateMs: number}} ReadyReply
  */
 /** Model download progress, in bytes (`total` 0 when unknown). @typedef {{type: 'model-progress', id: number, loaded: number, total: number}} ModelProgressReply */
 /** @typedef {{type: 'model-status', id: number, state: 'warning' | 'compiling', message: string}} ModelStatusReply */
@@ -80,10 +117,12 @@ export const STAGES = /** @type {const} */ (['decode', 'preprocess', 'inference'
  */
 /** @typedef {{type: 'model-ready', id: number, info: ModelInfo}} ModelReadyReply */
 /** `code` is one of models.js's ModelErrorCode, or null. @typedef {{type: 'model-error', id: number, key: string, message: string, code: string | null}} ModelErrorReply */
-/** @typedef {{type: 'stage', id: number, stage: Stage}} StageReply */
+/** A stage begins; during inference, `fraction` of the graph's work is done. @typedef {{type: 'stage', id: number, stage: Stage, fraction?: number}} StageReply */
 /**
- * The result (and the mask when asked for), transferred; `memoryBytes` is the engine's footprint.
- * @typedef {{type: 'done', id: number, bytes: ArrayBuffer, mime: string, width: number, height: number, mask: ArrayBuffer | null, memoryBytes: number}} DoneReply
+ * The result (and the mask, alpha and view when asked for), transferred; `memoryBytes` is the
+ * engine's footprint. `width` and `height` are the result's; alpha and view have the input's
+ * (`inputWidth` x `inputHeight`).
+ * @typedef {{type: 'done', id: number, bytes: ArrayBuffer, mime: string, width: number, height: number, mask: ArrayBuffer | null, alpha?: ArrayBuffer | null, view?: ArrayBuffer | null, inputWidth: number, inputHeight: number, memoryBytes: number}} DoneReply
  */
 /** `code` is the engine's stable error code (Rust's `Error::code()`, e.g. 'not-an-image'), or null. @typedef {{type: 'failed', id: number, message: string, code: string | null}} FailedReply */
 /**
@@ -108,7 +147,7 @@ export const STAGES = /** @type {const} */ (['decode', 'preprocess', 'inference'
 /** @typedef {NodeLoadRequest | NodeProcessRequest} NodeRequest */
 /** @typedef {{type: 'progress', stage: 'download', loaded: number, total: number}} NodeProgressReply */
 /** @typedef {{type: 'loaded'}} NodeLoadedReply */
-/** @typedef {{type: 'stage', id: number, stage: Stage}} NodeStageReply */
+/** During inference, `fraction` of the graph's work is done. @typedef {{type: 'stage', id: number, stage: Stage, fraction?: number}} NodeStageReply */
 /** @typedef {{type: 'done', id: number, bytes: Uint8Array, mime: string}} NodeDoneReply */
 /** `id` is null for a failed load; `code` as in FailedReply. @typedef {{type: 'failed', id: number | null, message: string, code: string | null}} NodeFailedReply */
 /** @typedef {NodeProgressReply | NodeLoadedReply | NodeStageReply | NodeDoneReply | NodeFailedReply} NodeReply */

@@ -58,7 +58,16 @@ async function init(id) {
   variant = await pickVariant(wanted);
   if (!variant) throw new Error('This browser does not support WebAssembly SIMD, which Cutout needs. Please use a current Chrome, Edge, Firefox or Safari.');
   const started = performance.now();
-  await instantiate(variant);
+  try {
+    await instantiate(variant);
+  } catch (e) {
+    // Offline with only the single-threaded build kept (it was the one a first, not yet
+    // isolated, visit used): that one, rather than nothing.
+    if (variant !== 'threads') throw e;
+    console.warn(`Cutout: the threads build could not be loaded (${e.message}); using one thread`);
+    variant = 'relaxed';
+    await instantiate(variant);
+  }
   let threads = 1;
   if (wasm.threadsSupported()) {
     try {
@@ -72,7 +81,8 @@ async function init(id) {
     }
   }
   const manifest = JSON.parse(wasm.manifestJson());
-  post({ type: 'ready', id, variant, threads, manifest, instantiateMs: performance.now() - started });
+  const wasmUrl = BUILDS[variant].wasm.href;
+  post({ type: 'ready', id, variant, threads, manifest, wasmUrl, instantiateMs: performance.now() - started });
 }
 
 async function loadModel(id, model) {
@@ -125,20 +135,22 @@ async function loadModel(id, model) {
   });
 }
 
+// Decoded photos of the latest results, by the client's key, so that touch-ups and new settings
+// re-composite without decoding again; anything else is decoded again from its file.
+const DECODED_KEPT = 2;
+/** @type {Map<string, {pixels: Uint8Array, width: number, height: number}>} */
+const decodedByKey = new Map();
+
+function keepDecoded(key, decoded) {
+  decodedByKey.delete(key);
+  decodedByKey.set(key, decoded);
+  while (decodedByKey.size > DECODED_KEPT) decodedByKey.delete(decodedByKey.keys().next().value);
+}
+
 // Decodes in the worker so the page never blocks: the browser's decoder for what it knows
 // (JPEG, PNG, WebP, GIF, AVIF; EXIF orientation applied), the engine's for the rest (TIFF, ...).
-/** @param {import('./protocol.js').ProcessRequest} request */
-async function processImage({ id, file, pixels, options }) {
-  if (!engine) throw new Error('No model is loaded yet.');
-  const stage = (name) => post({ type: 'stage', id, stage: name });
-  if (pixels) {
-    // Already decoded by the caller (ImageData, canvas): the buffer was transferred, not copied.
-    finish(id, engine.processRgba(new Uint8Array(pixels.buffer), pixels.width, pixels.height, options, stage), options);
-    return;
-  }
-  stage('decode');
+async function decode(file, maxPixels) {
   const bytes = new Uint8Array(await file.arrayBuffer());
-  const maxPixels = options.maxPixels || 50_000_000;
   // The engine reads the header first: it refuses gigantic, empty and truncated images before
   // anything decodes them. Only formats it does not know (AVIF, ...) go to the browser unchecked.
   let headerError = null;
@@ -154,7 +166,6 @@ async function processImage({ id, file, pixels, options }) {
   } catch {
     bitmap = null;
   }
-  let output;
   if (bitmap) {
     const { width, height } = bitmap;
     if (width * height > maxPixels) {
@@ -168,19 +179,65 @@ async function processImage({ id, file, pixels, options }) {
     const context = canvas.getContext('2d', { willReadFrequently: true });
     context.drawImage(bitmap, 0, 0);
     bitmap.close();
-    const pixels = context.getImageData(0, 0, width, height, { colorSpace: 'srgb' }).data;
-    output = engine.processRgba(pixels, width, height, options, stage);
-  } else if (headerError) {
-    throw headerError;
-  } else {
-    output = engine.processEncoded(bytes, options, stage);
+    const data = context.getImageData(0, 0, width, height, { colorSpace: 'srgb' }).data;
+    return { pixels: new Uint8Array(data.buffer), width, height };
   }
-  finish(id, output, options);
+  if (headerError) throw headerError;
+  const decoded = wasm.decodeRgba(bytes, maxPixels);
+  const image = { width: decoded.width, height: decoded.height, pixels: decoded.takePixels() };
+  decoded.free();
+  return image;
 }
 
-function finish(id, output, options) {
+/** @param {import('./protocol.js').ProcessRequest} request */
+async function processImage({ id, file, pixels, options, keep }) {
+  if (!engine) throw new Error('No model is loaded yet.');
+  let lastPosted = 0;
+  const stage = (name, fraction) => {
+    // Inference reports after every node of the graph: pass on a few per second.
+    const now = performance.now();
+    if (fraction !== undefined && fraction < 1 && now - lastPosted < 100) return;
+    lastPosted = now;
+    post({ type: 'stage', id, stage: name, fraction });
+  };
+  let image = pixels && { pixels: new Uint8Array(pixels.buffer), width: pixels.width, height: pixels.height };
+  if (!image) {
+    stage('decode');
+    image = await decode(file, options.maxPixels || 50_000_000);
+  }
+  const output = engine.processRgba(image.pixels, image.width, image.height, options, stage);
+  if (keep) keepDecoded(keep, image);
+  finish(id, output, options, image);
+}
+
+// A result made again from the photo and its alpha, without the model: touch-up strokes, other
+// output settings, a background picture.
+/** @param {import('./protocol.js').CompositeRequest} request */
+async function compositeImage({ id, key, file, alpha, strokes, options, backgroundFile }) {
+  const maxPixels = options.maxPixels || 50_000_000;
+  let image = decodedByKey.get(key);
+  if (!image) image = await decode(file, maxPixels);
+  keepDecoded(key, image);
+  const background = backgroundFile ? await decode(backgroundFile, maxPixels) : null;
+  const output = wasm.composite(
+    image.pixels,
+    image.width,
+    image.height,
+    new Uint8Array(alpha),
+    JSON.stringify(strokes),
+    options,
+    background?.pixels,
+    background?.width ?? 0,
+    background?.height ?? 0,
+  );
+  finish(id, output, options, image);
+}
+
+function finish(id, output, options, input) {
   const result = output.takeBytes();
   const mask = options.withMask ? output.takeMaskPng() : null;
+  const alpha = options.withAlpha ? output.takeAlpha() : null;
+  const view = options.withView ? output.takeView() : null;
   /** @type {import('./protocol.js').DoneReply} */
   const message = {
     type: 'done',
@@ -190,10 +247,15 @@ function finish(id, output, options) {
     width: output.width,
     height: output.height,
     mask: mask && mask.buffer,
+    alpha: alpha && alpha.buffer,
+    view: view && view.buffer,
+    inputWidth: input.width,
+    inputHeight: input.height,
     memoryBytes: wasmMemory.buffer.byteLength,
   };
   output.free();
-  post(message, mask ? [result.buffer, mask.buffer] : [result.buffer]);
+  const transfer = [result, mask, alpha, view].filter(Boolean).map((bytes) => bytes.buffer);
+  post(message, transfer);
 }
 
 // A wasm trap (a panic) leaves the instance unusable: say so, so the page restarts the worker.
@@ -219,12 +281,16 @@ self.onmessage = async (/** @type {MessageEvent<Request>} */ { data }) => {
         });
         break;
       case 'process':
+      case 'composite':
         try {
-          await processImage(data);
+          await (data.type === 'process' ? processImage(data) : compositeImage(data));
         } catch (e) {
           post({ type: 'failed', id: data.id, message: e.message || String(e), code: errorCode(e) });
           if (isTrap(e)) post({ type: 'fatal', message: 'The engine crashed; restarting it.' });
         }
+        break;
+      case 'forget':
+        decodedByKey.delete(data.key);
         break;
       case 'profile': {
         // Per-op inference times on already decoded pixels (the benchmark's --profile).

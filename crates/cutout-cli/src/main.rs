@@ -100,8 +100,9 @@ struct Args {
     #[arg(long)]
     no_refine: bool,
 
-    /// Output format: png or webp (lossless); default from the -o extension, else png
-    #[arg(long, value_name = "png|webp")]
+    /// Output format: png, webp (lossless) or jpg (flattened onto --bg, white by default);
+    /// default from the -o extension, else png
+    #[arg(long, value_name = "png|webp|jpg")]
     format: Option<String>,
 
     /// Threads for inference (default: all cores)
@@ -181,7 +182,7 @@ fn output_format(args: &Args) -> Result<OutputFormat, CliError> {
     let from_flag = match &args.format {
         Some(name) => Some(OutputFormat::from_name(name).ok_or_else(|| {
             CliError::Usage(format!(
-                "--format '{name}' is not supported: use png or webp"
+                "--format '{name}' is not supported: use png, webp or jpg"
             ))
         })?),
         None => None,
@@ -200,7 +201,7 @@ fn output_format(args: &Args) -> Result<OutputFormat, CliError> {
         (None, Some(ext)) => OutputFormat::from_name(&ext).map(Ok).unwrap_or_else(|| {
             // A single output named without a known extension: refuse rather than guess.
             Err(CliError::Usage(format!(
-                "cannot write .{ext} files: name the output .png or .webp"
+                "cannot write .{ext} files: name the output .png, .webp or .jpg"
             )))
         }),
         (None, None) => Ok(OutputFormat::Png),
@@ -292,6 +293,7 @@ fn run(mut args: Args) -> Result<ExitCode, CliError> {
         format,
         max_pixels: args.max_pixels,
         refine: !args.no_refine,
+        ..Options::default()
     };
 
     let expanded = inputs::expand(&args.inputs);

@@ -148,10 +148,15 @@ fn output_options_mask_background_crop_webp() {
         ImageFormat::WebP
     );
     assert_eq!(&fs::read(dir.join("out.webp")).unwrap()[8..12], b"WEBP");
-    let out = run_cli(CLI, &dir, &["-i", &input, "--model", &model, "-o", "x.jpg"]);
+    // JPEG has no alpha: the background is white unless one is chosen.
+    run(&["-o", "out.jpg"]);
+    let jpeg = image::open(dir.join("out.jpg")).unwrap();
+    assert_eq!(jpeg.color(), image::ColorType::Rgb8);
+    assert!(jpeg.to_rgb8().get_pixel(0, 0).0.iter().all(|&c| c > 245));
+    let out = run_cli(CLI, &dir, &["-i", &input, "--model", &model, "-o", "x.gif"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("name the output .png or .webp"),
+        stderr(&out).contains("name the output .png, .webp or .jpg"),
         "{}",
         stderr(&out)
     );

@@ -2,8 +2,13 @@
 //! wasm32; it translates JS values to engine types and engine errors to JS `Error`s, nothing more.
 #![cfg(target_arch = "wasm32")]
 
-use cutout::image_io::{probe_dimensions, OutputFormat};
-use cutout::{Input, Manifest, ModelEntry, Options, OutputKind, Rendered, Session, Stage};
+use std::sync::Arc;
+
+use cutout::edit::Stroke;
+use cutout::image_io::{probe_dimensions, OutputFormat, DEFAULT_JPEG_QUALITY};
+use cutout::{
+    Input, Manifest, ModelEntry, Options, OutputKind, Progress, Rendered, Session, Stage,
+};
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
@@ -87,17 +92,31 @@ pub fn probe_dimensions_js(bytes: &[u8], max_pixels: f64) -> Result<Vec<u32>, En
     Ok(vec![w, h])
 }
 
-/// Options as JS passes them: `{ output: "png" | "webp" | "mask", background: "#fff",
-/// crop: false | true | marginPx, maxPixels, refine: true | false, withMask }`.
+/// Options as JS passes them: `{ output: "png" | "webp" | "jpeg" | "mask", quality: 1-100,
+/// background: "#fff", crop: false | true | marginPx, maxSide: px, maxPixels, refine: true |
+/// false, withMask, withAlpha, withView }`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 struct JsOptions {
     output: Option<String>,
+    quality: Option<f64>,
     background: Option<String>,
     crop: Option<CropOption>,
+    max_side: Option<f64>,
     max_pixels: Option<f64>,
     refine: Option<bool>,
     with_mask: bool,
+    with_alpha: bool,
+    with_view: bool,
+}
+
+/// What an Output carries besides the encoded result.
+#[derive(Debug, Clone, Copy, Default)]
+struct Extras {
+    /// The mask as a grey PNG.
+    mask_png: bool,
+    /// The final alpha, one byte per pixel at the input's size: what `composite` starts from.
+    alpha: bool,
 }
 
 /// `crop: true` (no margin) or `crop: 12` (12 px margin).
@@ -109,7 +128,7 @@ enum CropOption {
 }
 
 impl JsOptions {
-    fn parse(value: JsValue) -> Result<(Options, bool), EngineError> {
+    fn parse(value: JsValue) -> Result<(Options, Extras), EngineError> {
         let js: JsOptions = if value.is_undefined() || value.is_null() {
             JsOptions::default()
         } else {
@@ -120,13 +139,34 @@ impl JsOptions {
         match js.output.as_deref().unwrap_or("png") {
             "png" => {}
             "webp" => options.format = OutputFormat::WebpLossless,
+            "jpeg" | "jpg" => {
+                let quality = match js.quality {
+                    None => DEFAULT_JPEG_QUALITY,
+                    Some(q) if (1.0..=100.0).contains(&q) => q.round() as u8,
+                    Some(q) => {
+                        return Err(invalid_option(format!(
+                            "JPEG quality must be between 1 and 100, got {q}"
+                        )))
+                    }
+                };
+                options.format = OutputFormat::Jpeg { quality }
+            }
             "mask" => options.kind = OutputKind::Mask,
             other => {
                 return Err(invalid_option(format!(
-                    "unknown output '{other}': use png, webp or mask"
+                    "unknown output '{other}': use png, webp, jpeg or mask"
                 )))
             }
         }
+        options.max_side = match js.max_side {
+            None => None,
+            Some(side) if side >= 1.0 => Some(side as u32),
+            Some(side) => {
+                return Err(invalid_option(format!(
+                    "maxSide must be at least 1 pixel, got {side}"
+                )))
+            }
+        };
         if let Some(colour) = js.background.as_deref().filter(|c| !c.is_empty()) {
             options.background = Some(cutout::parse_colour(colour)?);
         }
@@ -147,16 +187,24 @@ impl JsOptions {
             options.max_pixels = max as u64;
         }
         options.refine = js.refine.unwrap_or(true);
-        Ok((options, js.with_mask))
+        options.keep_view = js.with_view;
+        let extras = Extras {
+            mask_png: js.with_mask,
+            alpha: js.with_alpha,
+        };
+        Ok((options, extras))
     }
 }
 
-/// A finished image: the encoded result and, on request, the 8-bit mask as a grey PNG.
+/// A finished image: the encoded result and, on request, the 8-bit mask as a grey PNG and the
+/// raw alpha.
 #[wasm_bindgen]
 pub struct Output {
     bytes: Vec<u8>,
     mime: &'static str,
     mask_png: Option<Vec<u8>>,
+    alpha: Option<Vec<u8>>,
+    view: Option<Vec<u8>>,
     width: u32,
     height: u32,
 }
@@ -172,6 +220,19 @@ impl Output {
     #[wasm_bindgen(js_name = takeMaskPng)]
     pub fn take_mask_png(&mut self) -> Option<Vec<u8>> {
         self.mask_png.take()
+    }
+
+    /// The cutout at the input's size as RGBA bytes, uncropped and without background (asked
+    /// for with `withView`): what an editor shows.
+    #[wasm_bindgen(js_name = takeView)]
+    pub fn take_view(&mut self) -> Option<Vec<u8>> {
+        self.view.take()
+    }
+
+    /// The final alpha at the input's size, one byte per pixel (asked for with `withAlpha`).
+    #[wasm_bindgen(js_name = takeAlpha)]
+    pub fn take_alpha(&mut self) -> Option<Vec<u8>> {
+        self.alpha.take()
     }
 
     #[wasm_bindgen(getter)]
@@ -196,11 +257,26 @@ pub struct Engine {
     session: Session,
 }
 
-fn reporter(progress: &Option<js_sys::Function>) -> impl FnMut(Stage) + '_ {
-    move |stage: Stage| {
-        if let Some(f) = progress {
+/// Calls JS's progress callback with `(stage)` as each stage starts and `("inference",
+/// fraction)` as the graph runs.
+struct Reporter<'a>(&'a Option<js_sys::Function>);
+
+impl Progress for Reporter<'_> {
+    fn stage(&mut self, stage: Stage) {
+        if let Some(f) = self.0 {
             // A throwing progress callback must not abort the work.
             let _ = f.call1(&JsValue::NULL, &JsValue::from_str(stage.name()));
+        }
+    }
+
+    fn inference(&mut self, fraction_done: f32) {
+        if let Some(f) = self.0 {
+            let stage = JsValue::from_str(Stage::Inference.name());
+            let _ = f.call2(
+                &JsValue::NULL,
+                &stage,
+                &JsValue::from_f64(fraction_done as f64),
+            );
         }
     }
 }
@@ -250,9 +326,9 @@ impl Engine {
         options: JsValue,
         progress: Option<js_sys::Function>,
     ) -> Result<Output, EngineError> {
-        let (options, with_mask) = JsOptions::parse(options)?;
+        let (options, extras) = JsOptions::parse(options)?;
         let image = cutout::pipeline::rgba_image(pixels, width, height)?;
-        self.run(Input::Pixels(&image), &options, with_mask, &progress)
+        self.run(Input::Pixels(&image), &options, extras, &progress)
     }
 
     /// Times every op of one inference on decoded RGBA pixels: `[{op, calls, seconds}]`,
@@ -276,8 +352,8 @@ impl Engine {
         options: JsValue,
         progress: Option<js_sys::Function>,
     ) -> Result<Output, EngineError> {
-        let (options, with_mask) = JsOptions::parse(options)?;
-        self.run(Input::Encoded(bytes), &options, with_mask, &progress)
+        let (options, extras) = JsOptions::parse(options)?;
+        self.run(Input::Encoded(bytes), &options, extras, &progress)
     }
 }
 
@@ -286,22 +362,111 @@ impl Engine {
         &self,
         input: Input,
         options: &Options,
-        with_mask: bool,
+        extras: Extras,
         progress: &Option<js_sys::Function>,
     ) -> Result<Output, EngineError> {
-        let cutout = self.session.run(input, options, &mut reporter(progress))?;
-        let (width, height) = cutout.image.dimensions();
-        let mask_png = if with_mask {
-            Some(Rendered::Mask(cutout.alpha).encode(OutputFormat::Png)?)
-        } else {
-            None
-        };
-        Ok(Output {
-            bytes: cutout.encoded,
-            mime: options.format.mime_type(),
-            mask_png,
-            width,
-            height,
-        })
+        let cutout = self
+            .session
+            .run_reporting(input, options, &mut Reporter(progress))?;
+        output(cutout, options, extras)
     }
+}
+
+fn output(
+    cutout: cutout::Cutout,
+    options: &Options,
+    extras: Extras,
+) -> Result<Output, EngineError> {
+    let (width, height) = cutout.image.dimensions();
+    let mask_png = if extras.mask_png {
+        Some(Rendered::Mask(cutout.alpha.clone()).encode(OutputFormat::Png)?)
+    } else {
+        None
+    };
+    Ok(Output {
+        bytes: cutout.encoded,
+        mime: options.format.mime_type(),
+        mask_png,
+        alpha: extras.alpha.then(|| cutout.alpha.into_raw()),
+        view: cutout.view.map(|view| view.into_raw()),
+        width,
+        height,
+    })
+}
+
+/// Decodes an encoded image (formats the browser cannot, such as TIFF) to RGBA pixels:
+/// `{width, height, pixels}`; refuses one over `max_pixels`.
+#[wasm_bindgen(js_name = decodeRgba)]
+pub fn decode_rgba(bytes: &[u8], max_pixels: f64) -> Result<DecodedImage, EngineError> {
+    let image = cutout::decode(bytes, max_pixels as u64)?;
+    Ok(DecodedImage {
+        width: image.width(),
+        height: image.height(),
+        pixels: image.into_raw(),
+    })
+}
+
+/// Pixels [`decode_rgba`] decoded.
+#[wasm_bindgen]
+pub struct DecodedImage {
+    width: u32,
+    height: u32,
+    pixels: Vec<u8>,
+}
+
+#[wasm_bindgen]
+impl DecodedImage {
+    #[wasm_bindgen(getter)]
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// The RGBA bytes (moves them out; call once).
+    #[wasm_bindgen(js_name = takePixels)]
+    pub fn take_pixels(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pixels)
+    }
+}
+
+/// Makes a result again without inference: the photo's RGBA `pixels`, the `alpha` a
+/// `processRgba` with `withAlpha` returned, the touch-up strokes as JSON (`[{mode: "erase" |
+/// "restore", radius, hardness, points: [[x, y], ...]}]`), `options` as for `processRgba`, and
+/// optionally a background picture's RGBA pixels with its size.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn composite(
+    pixels: Vec<u8>,
+    width: u32,
+    height: u32,
+    alpha: Vec<u8>,
+    strokes_json: &str,
+    options: JsValue,
+    background: Option<Vec<u8>>,
+    background_width: u32,
+    background_height: u32,
+) -> Result<Output, EngineError> {
+    let (mut options, extras) = JsOptions::parse(options)?;
+    let image = cutout::pipeline::rgba_image(pixels, width, height)?;
+    let alpha_len = alpha.len();
+    let alpha = cutout::image::GrayImage::from_raw(width, height, alpha)
+        .filter(|_| alpha_len == width as usize * height as usize)
+        .ok_or_else(|| {
+            invalid_option(format!(
+                "the mask has {alpha_len} values, not {width}x{height}"
+            ))
+        })?;
+    let strokes: Vec<Stroke> = serde_json::from_str(strokes_json)
+        .map_err(|e| invalid_option(format!("invalid brush strokes: {e}")))?;
+    if let Some(background) = background {
+        let picture =
+            cutout::pipeline::rgba_image(background, background_width, background_height)?;
+        options.background_image = Some(Arc::new(picture));
+    }
+    let cutout = cutout::composite(&image, &alpha, &strokes, &options)?;
+    output(cutout, &options, extras)
 }

@@ -44,10 +44,15 @@ fn rgba_pixels_become_a_transparent_png_with_progress() {
     assert_eq!(engine.input_size(), vec![32, 32]);
     let image = red_square(60, 40);
     let stages = js_sys::Array::new();
-    let record = Closure::<dyn Fn(JsValue)>::new({
-        let stages = stages.clone();
-        move |stage: JsValue| {
-            stages.push(&stage);
+    let fractions = js_sys::Array::new();
+    let record = Closure::<dyn Fn(JsValue, JsValue)>::new({
+        let (stages, fractions) = (stages.clone(), fractions.clone());
+        move |stage: JsValue, fraction: JsValue| {
+            if fraction.is_undefined() {
+                stages.push(&stage);
+            } else {
+                fractions.push(&fraction);
+            }
         }
     });
     let mut out = engine
@@ -69,6 +74,76 @@ fn rgba_pixels_become_a_transparent_png_with_progress() {
     assert_eq!(png.get_pixel(0, 0)[3], 0);
     let names: Vec<String> = stages.iter().map(|s| s.as_string().unwrap()).collect();
     assert_eq!(names, ["preprocess", "inference", "postprocess", "encode"]);
+    let fractions: Vec<f64> = fractions.iter().map(|f| f.as_f64().unwrap()).collect();
+    assert!(fractions.windows(2).all(|w| w[0] <= w[1]), "{fractions:?}");
+    assert!(
+        (fractions.last().unwrap() - 1.0).abs() < 1e-4,
+        "{fractions:?}"
+    );
+}
+
+#[wasm_bindgen_test]
+fn a_result_is_made_again_from_its_alpha_with_strokes_and_other_settings() {
+    let engine = engine();
+    let mut out = engine
+        .process_rgba(
+            red_square(40, 40).into_raw(),
+            40,
+            40,
+            options(r#"{"withAlpha":true,"withView":true}"#),
+            None,
+        )
+        .map_err(JsValue::from)
+        .unwrap();
+    let alpha = out.take_alpha().expect("asked for");
+    assert_eq!(alpha.len(), 40 * 40);
+    let view = out.take_view().expect("asked for");
+    assert_eq!(view.len(), 40 * 40 * 4);
+    assert_eq!(
+        view[(20 * 40 + 20) * 4 + 3],
+        255,
+        "the subject opaque in the view"
+    );
+    assert_eq!(view[3], 0, "the background transparent in the view");
+    let erase = r#"[{"mode":"erase","radius":3,"hardness":1,"points":[[10,20],[30,20]]}]"#;
+    let mut again = cutout_wasm::composite(
+        red_square(40, 40).into_raw(),
+        40,
+        40,
+        alpha.clone(),
+        erase,
+        options(r##"{"output":"jpeg","quality":80,"background":"#000000","maxSide":20}"##),
+        None,
+        0,
+        0,
+    )
+    .map_err(JsValue::from)
+    .unwrap();
+    assert_eq!(again.mime(), "image/jpeg");
+    let jpeg = image::load_from_memory_with_format(&again.take_bytes(), ImageFormat::Jpeg)
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(jpeg.dimensions(), (20, 20));
+    assert!(
+        jpeg.get_pixel(10, 10).0.iter().all(|&c| c < 40),
+        "erased onto black"
+    );
+    assert!(
+        jpeg.get_pixel(10, 7)[0] > 150,
+        "the rest of the subject kept"
+    );
+    let refused = cutout_wasm::composite(
+        red_square(40, 40).into_raw(),
+        40,
+        40,
+        alpha,
+        r#"[{"mode":"smudge"}]"#,
+        options("{}"),
+        None,
+        0,
+        0,
+    );
+    assert!(message(refused).contains("invalid brush strokes"));
 }
 
 #[wasm_bindgen_test]

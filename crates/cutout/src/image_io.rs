@@ -1,5 +1,6 @@
 //! Decoding input files into RGBA pixels (with EXIF orientation applied and the pixel limit enforced
-//! from the header, before any pixel is decoded) and encoding results as PNG or lossless WebP.
+//! from the header, before any pixel is decoded) and encoding results as PNG, lossless WebP or
+//! JPEG.
 
 use std::io::Cursor;
 
@@ -23,13 +24,20 @@ pub enum OutputFormat {
     Png,
     /// Lossless WebP (smaller than PNG for photos, same pixels).
     WebpLossless,
+    /// JPEG at this quality (1-100): no transparency, so the result is flattened onto its
+    /// background (white when none is chosen).
+    Jpeg { quality: u8 },
 }
+
+/// The JPEG quality used when none is asked for.
+pub const DEFAULT_JPEG_QUALITY: u8 = 90;
 
 impl OutputFormat {
     pub fn extension(self) -> &'static str {
         match self {
             OutputFormat::Png => "png",
             OutputFormat::WebpLossless => "webp",
+            OutputFormat::Jpeg { .. } => "jpg",
         }
     }
 
@@ -37,14 +45,23 @@ impl OutputFormat {
         match self {
             OutputFormat::Png => "image/png",
             OutputFormat::WebpLossless => "image/webp",
+            OutputFormat::Jpeg { .. } => "image/jpeg",
         }
     }
 
-    /// From a file extension or a name like "png" / "webp" (case-insensitive).
+    /// Whether the format keeps an alpha channel.
+    pub fn has_alpha(self) -> bool {
+        !matches!(self, OutputFormat::Jpeg { .. })
+    }
+
+    /// From a file extension or a name like "png" / "webp" / "jpg" (case-insensitive).
     pub fn from_name(name: &str) -> Option<OutputFormat> {
         match name.to_ascii_lowercase().as_str() {
             "png" => Some(OutputFormat::Png),
             "webp" => Some(OutputFormat::WebpLossless),
+            "jpg" | "jpeg" => Some(OutputFormat::Jpeg {
+                quality: DEFAULT_JPEG_QUALITY,
+            }),
             _ => None,
         }
     }
@@ -163,8 +180,18 @@ fn open_decoder(bytes: &[u8], max_pixels: u64) -> Result<impl ImageDecoder + '_>
     Ok(decoder)
 }
 
-/// Encodes an RGBA image.
+/// Encodes an RGBA image; JPEG keeps only its colour (flatten it onto a background first).
 pub fn encode_rgba(image: &RgbaImage, format: OutputFormat) -> Result<Vec<u8>> {
+    if !format.has_alpha() {
+        let rgb = DynamicImage::ImageRgba8(image.clone()).into_rgb8();
+        return encode(
+            rgb.as_raw(),
+            rgb.width(),
+            rgb.height(),
+            image::ExtendedColorType::Rgb8,
+            format,
+        );
+    }
     encode(
         image.as_raw(),
         image.width(),
@@ -177,7 +204,7 @@ pub fn encode_rgba(image: &RgbaImage, format: OutputFormat) -> Result<Vec<u8>> {
 /// Encodes a single-channel 8-bit mask.
 pub fn encode_gray(mask: &GrayImage, format: OutputFormat) -> Result<Vec<u8>> {
     match format {
-        OutputFormat::Png => encode(
+        OutputFormat::Png | OutputFormat::Jpeg { .. } => encode(
             mask.as_raw(),
             mask.width(),
             mask.height(),
@@ -215,6 +242,10 @@ fn encode(
         .write_image(pixels, width, height, color),
         OutputFormat::WebpLossless => image::codecs::webp::WebPEncoder::new_lossless(&mut out)
             .write_image(pixels, width, height, color),
+        OutputFormat::Jpeg { quality } => {
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality.clamp(1, 100))
+                .write_image(pixels, width, height, color)
+        }
     };
     result.map_err(|e| Error::Encode {
         detail: e.to_string(),

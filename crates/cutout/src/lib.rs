@@ -4,6 +4,7 @@
 //! or terminals. The CLI (crates/cutout-cli) and the wasm API (crates/cutout-wasm) are thin shells over
 //! [`Session::run`]; ARCHITECTURE.md has the picture.
 
+pub mod edit;
 pub mod error;
 pub mod hash;
 pub mod image_io;
@@ -26,7 +27,8 @@ pub use image_io::{decode, OutputFormat, DEFAULT_MAX_PIXELS};
 pub use manifest::{Manifest, ModelEntry};
 pub use model::{LoadPhases, Model, OpProfile};
 pub use pipeline::{
-    parse_colour, Cutout, Input, ModelMask, Options, OutputKind, Rendered, Session, Stage,
+    composite, parse_colour, Cutout, Input, ModelMask, Options, OutputKind, Progress, Rendered,
+    Session, Stage,
 };
 
 #[cfg(feature = "multithread")]

@@ -7,9 +7,12 @@
 //! reference's.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
-use image::{GrayImage, Rgba, RgbaImage};
+use image::imageops::FilterType;
+use image::{GrayImage, ImageBuffer, Rgba, RgbaImage};
 
+use crate::edit::{self, Stroke};
 use crate::error::{Error, Result};
 use crate::image_io::{self, OutputFormat};
 use crate::manifest::{Normalisation, OutputSpec};
@@ -47,6 +50,23 @@ impl Stage {
     }
 }
 
+/// What a long run reports as it goes: each stage as it starts, and during inference the
+/// fraction of the graph's work done.
+pub trait Progress {
+    fn stage(&mut self, stage: Stage);
+    /// Between 0 and 1, rising; called after each node of the graph.
+    fn inference(&mut self, _fraction_done: f32) {}
+}
+
+/// Stages only, for callers that show no more.
+struct Stages<'a>(&'a mut dyn FnMut(Stage));
+
+impl Progress for Stages<'_> {
+    fn stage(&mut self, stage: Stage) {
+        (self.0)(stage)
+    }
+}
+
 /// What the output image shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OutputKind {
@@ -63,13 +83,20 @@ pub struct Options {
     pub kind: OutputKind,
     /// Composite the cutout over this RGBA colour instead of leaving it transparent.
     pub background: Option<[u8; 4]>,
+    /// Composite the cutout over this picture, scaled to cover the output and centred (over
+    /// `background`, where the picture is transparent).
+    pub background_image: Option<Arc<RgbaImage>>,
     /// Crop to the subject's bounding box, keeping this many pixels of margin on each side.
     pub crop_margin: Option<u32>,
     pub format: OutputFormat,
+    /// Scale the result down so that its longer side is at most this many pixels.
+    pub max_side: Option<u32>,
     pub max_pixels: u64,
     /// Edge refinement (edge-aware upsampling of the mask, the subject's colour in semi-transparent
     /// pixels); off gives the reference pipeline's values.
     pub refine: bool,
+    /// Also return [`Cutout::view`], for an editor to show and paint on.
+    pub keep_view: bool,
 }
 
 impl Default for Options {
@@ -77,10 +104,13 @@ impl Default for Options {
         Options {
             kind: OutputKind::Cutout,
             background: None,
+            background_image: None,
             crop_margin: None,
             format: OutputFormat::Png,
+            max_side: None,
             max_pixels: image_io::DEFAULT_MAX_PIXELS,
             refine: true,
+            keep_view: false,
         }
     }
 }
@@ -259,19 +289,112 @@ pub fn render(image: &RgbaImage, alpha: &GrayImage, options: &Options) -> Result
         None => None,
     };
     let (x0, y0, w, h) = bounds.unwrap_or((0, 0, image.width(), image.height()));
-    Ok(match options.kind {
+    let rendered = match options.kind {
         OutputKind::Mask => Rendered::Mask(GrayImage::from_fn(w, h, |x, y| {
             *alpha.get_pixel(x0 + x, y0 + y)
         })),
-        OutputKind::Cutout => Rendered::Rgba(RgbaImage::from_fn(w, h, |x, y| {
-            let px = image.get_pixel(x0 + x, y0 + y);
-            let a = alpha.get_pixel(x0 + x, y0 + y)[0];
-            match options.background {
-                Some(bg) => over([px[0], px[1], px[2]], a, bg),
-                None => Rgba([px[0], px[1], px[2], a]),
-            }
-        })),
+        OutputKind::Cutout => {
+            // A format without alpha shows the background it is flattened onto: white unless
+            // one was chosen.
+            let colour = match options.background {
+                Some(colour) if !options.format.has_alpha() => Some(over_white(colour)),
+                None if !options.format.has_alpha() => Some([255, 255, 255, 255]),
+                other => other,
+            };
+            let picture = options
+                .background_image
+                .as_deref()
+                .map(|picture| cover(picture, w, h));
+            Rendered::Rgba(RgbaImage::from_fn(w, h, |x, y| {
+                let px = image.get_pixel(x0 + x, y0 + y);
+                let a = alpha.get_pixel(x0 + x, y0 + y)[0];
+                let behind = match (&picture, colour) {
+                    (Some(picture), colour) => {
+                        let p = picture.get_pixel(x, y).0;
+                        Some(match colour {
+                            Some(colour) => over([p[0], p[1], p[2]], p[3], colour).0,
+                            None => p,
+                        })
+                    }
+                    (None, colour) => colour,
+                };
+                match behind {
+                    Some(bg) => over([px[0], px[1], px[2]], a, bg),
+                    None => Rgba([px[0], px[1], px[2], a]),
+                }
+            }))
+        }
+    };
+    Ok(match options.max_side {
+        Some(side) => shrink(rendered, side),
+        None => rendered,
     })
+}
+
+/// A colour as it shows over white (what a format without alpha stores for it).
+fn over_white(colour: [u8; 4]) -> [u8; 4] {
+    over(
+        [colour[0], colour[1], colour[2]],
+        colour[3],
+        [255, 255, 255, 255],
+    )
+    .0
+}
+
+/// `picture` scaled (up or down) to cover `width` x `height` and cut to it, centred.
+fn cover(picture: &RgbaImage, width: u32, height: u32) -> RgbaImage {
+    let (pw, ph) = (
+        picture.width().max(1) as f64,
+        picture.height().max(1) as f64,
+    );
+    let scale = (width as f64 / pw).max(height as f64 / ph);
+    let scaled_w = ((pw * scale).ceil() as u32).max(width);
+    let scaled_h = ((ph * scale).ceil() as u32).max(height);
+    let scaled = image::imageops::resize(picture, scaled_w, scaled_h, FilterType::Triangle);
+    let (left, top) = ((scaled_w - width) / 2, (scaled_h - height) / 2);
+    image::imageops::crop_imm(&scaled, left, top, width, height).to_image()
+}
+
+/// Scales `rendered` down so its longer side is at most `side` (never up). Colours are
+/// weighted by alpha while resampling, so no dark or old-background fringe appears at edges.
+fn shrink(rendered: Rendered, side: u32) -> Rendered {
+    let (w, h) = rendered.dimensions();
+    let longer = w.max(h);
+    if side == 0 || longer <= side {
+        return rendered;
+    }
+    let scale = side as f64 / longer as f64;
+    let new_w = ((w as f64 * scale).round() as u32).max(1);
+    let new_h = ((h as f64 * scale).round() as u32).max(1);
+    match rendered {
+        Rendered::Mask(mask) => Rendered::Mask(image::imageops::resize(
+            &mask,
+            new_w,
+            new_h,
+            FilterType::CatmullRom,
+        )),
+        Rendered::Rgba(image) => {
+            // Premultiplied, in 16 bits: colour x alpha, and alpha x 257.
+            let premultiplied: ImageBuffer<Rgba<u16>, Vec<u16>> =
+                ImageBuffer::from_fn(w, h, |x, y| {
+                    let [r, g, b, a] = image.get_pixel(x, y).0;
+                    let a16 = a as u16;
+                    Rgba([r as u16 * a16, g as u16 * a16, b as u16 * a16, a16 * 257])
+                });
+            drop(image);
+            let small =
+                image::imageops::resize(&premultiplied, new_w, new_h, FilterType::CatmullRom);
+            Rendered::Rgba(RgbaImage::from_fn(new_w, new_h, |x, y| {
+                let [r, g, b, a] = small.get_pixel(x, y).0;
+                let alpha = a as f32 / 257.0;
+                if alpha < 0.5 {
+                    return Rgba([0, 0, 0, 0]);
+                }
+                let colour = |c: u16| (c as f32 / alpha).round().clamp(0.0, 255.0) as u8;
+                Rgba([colour(r), colour(g), colour(b), alpha.round() as u8])
+            }))
+        }
+    }
 }
 
 /// Raw RGBA bytes (e.g. a canvas's ImageData) as an image, refusing a buffer of the wrong length.
@@ -298,6 +421,9 @@ pub struct Cutout {
     pub encoded: Vec<u8>,
     /// The final alpha (subject = 255) at the input's size, uncropped.
     pub alpha: GrayImage,
+    /// With [`Options::keep_view`]: the cutout at the input's size whatever the options (the
+    /// subject's colours at its edges when refined, the final alpha, no crop or background).
+    pub view: Option<RgbaImage>,
 }
 
 /// A loaded model plus the pipeline around it. Load once, process many images.
@@ -323,10 +449,33 @@ impl Session {
         options: &Options,
         progress: &mut dyn FnMut(Stage),
     ) -> Result<Cutout> {
-        // Owned once decoded, so that refinement can work in place.
-        let mut image = match input {
+        self.run_reporting(input, options, &mut Stages(progress))
+    }
+
+    /// [`Session::run`], reporting inference's progress too.
+    pub fn run_reporting(
+        &self,
+        input: Input,
+        options: &Options,
+        progress: &mut dyn Progress,
+    ) -> Result<Cutout> {
+        let image = self.decoded(input, options, progress)?;
+        let alpha = self
+            .model_mask_reporting(&image, progress)?
+            .alpha(&image, options.refine);
+        finish(image, alpha, options, progress)
+    }
+
+    /// The input's pixels, decoded if need be, within the options' pixel limit.
+    fn decoded<'a>(
+        &self,
+        input: Input<'a>,
+        options: &Options,
+        progress: &mut dyn Progress,
+    ) -> Result<Cow<'a, RgbaImage>> {
+        let image = match input {
             Input::Encoded(bytes) => {
-                progress(Stage::Decode);
+                progress.stage(Stage::Decode);
                 Cow::Owned(image_io::decode(bytes, options.max_pixels)?)
             }
             Input::Pixels(image) => Cow::Borrowed(image),
@@ -338,19 +487,7 @@ impl Session {
                 max_pixels: options.max_pixels,
             });
         }
-        let alpha = self
-            .model_mask(&image, progress)?
-            .alpha(&image, options.refine);
-        if options.refine && options.kind == OutputKind::Cutout {
-            refine::estimate_foreground(image.to_mut(), &alpha);
-        }
-        let rendered = render(&image, &alpha, options)?;
-        progress(Stage::Encode);
-        Ok(Cutout {
-            encoded: rendered.encode(options.format)?,
-            image: rendered,
-            alpha,
-        })
+        Ok(image)
     }
 
     /// Times every op of one inference on `image` (preprocessed as [`Session::run`] does):
@@ -371,6 +508,14 @@ impl Session {
         image: &RgbaImage,
         progress: &mut dyn FnMut(Stage),
     ) -> Result<ModelMask> {
+        self.model_mask_reporting(image, &mut Stages(progress))
+    }
+
+    fn model_mask_reporting(
+        &self,
+        image: &RgbaImage,
+        progress: &mut dyn Progress,
+    ) -> Result<ModelMask> {
         if image.width() == 0 || image.height() == 0 {
             return Err(Error::ZeroSize {
                 width: image.width(),
@@ -378,17 +523,77 @@ impl Session {
             });
         }
         let entry = self.model.entry();
-        progress(Stage::Preprocess);
+        progress.stage(Stage::Preprocess);
         let input = preprocess(image, self.model.input_size(), &entry.normalisation);
-        progress(Stage::Inference);
-        let raw = self.model.infer(input)?;
-        progress(Stage::Postprocess);
+        progress.stage(Stage::Inference);
+        let raw = self
+            .model
+            .infer_reporting(input, &mut |done| progress.inference(done))?;
+        progress.stage(Stage::Postprocess);
         Ok(ModelMask {
             raw,
             size: self.model.mask_size(),
             spec: entry.output.clone(),
         })
     }
+}
+
+/// The end of the pipeline, from the final alpha: the subject's colours at its edges (with
+/// `refine`), the options rendered and encoded.
+fn finish(
+    mut image: Cow<RgbaImage>,
+    alpha: GrayImage,
+    options: &Options,
+    progress: &mut dyn Progress,
+) -> Result<Cutout> {
+    let wants_colours = options.kind == OutputKind::Cutout || options.keep_view;
+    if options.refine && wants_colours {
+        refine::estimate_foreground(image.to_mut(), &alpha);
+    }
+    let rendered = render(&image, &alpha, options)?;
+    progress.stage(Stage::Encode);
+    let view = options.keep_view.then(|| {
+        let mut view = image.into_owned();
+        for (px, a) in view.pixels_mut().zip(alpha.pixels()) {
+            px[3] = a[0];
+        }
+        view
+    });
+    Ok(Cutout {
+        encoded: rendered.encode(options.format)?,
+        image: rendered,
+        alpha,
+        view,
+    })
+}
+
+/// A result made again without inference: `model_alpha` (a [`Cutout::alpha`] of `image`) with
+/// the touch-up `strokes` applied, then rendered with `options` as [`Session::run`] renders.
+pub fn composite(
+    image: &RgbaImage,
+    model_alpha: &GrayImage,
+    strokes: &[Stroke],
+    options: &Options,
+) -> Result<Cutout> {
+    if image.dimensions() != model_alpha.dimensions() {
+        return Err(Error::InvalidOption {
+            detail: format!(
+                "the mask is {}x{} but the image is {}x{}",
+                model_alpha.width(),
+                model_alpha.height(),
+                image.width(),
+                image.height()
+            ),
+        });
+    }
+    let mut alpha = model_alpha.clone();
+    edit::apply_strokes(&mut alpha, image, strokes)?;
+    finish(
+        Cow::Borrowed(image),
+        alpha,
+        options,
+        &mut Stages(&mut |_| {}),
+    )
 }
 
 /// A model's raw output on its own grid, for one image.

@@ -1,9 +1,13 @@
 //! The engine end to end on tiny generated models: every option, format and failure mode, in
 //! milliseconds. (The real model is exercised by the CLI's tests.)
 
+use std::sync::Arc;
+
+use cutout::edit::{BrushMode, Stroke};
 use cutout::pipeline::rgba_image;
 use cutout::{
-    decode, Error, Input, Model, Options, OutputFormat, OutputKind, Rendered, Session, Stage,
+    composite, decode, Error, Input, Model, Options, OutputFormat, OutputKind, Progress, Rendered,
+    Session, Stage,
 };
 use cutout_testkit::{self as corpus, encode, red_square_on_blue, TinyModel};
 use image::{GrayImage, ImageFormat, Rgba, RgbaImage};
@@ -274,6 +278,188 @@ fn webp_output_is_lossless() {
             .to_rgba8(),
         expected
     );
+}
+
+#[test]
+fn a_composite_without_strokes_is_the_run_and_strokes_erase_and_restore() {
+    let s = session(TinyModel::default());
+    let image = red_square_on_blue(80, 60);
+    let run = s
+        .run(Input::Pixels(&image), &Options::default(), &mut |_| {})
+        .unwrap();
+    let again = composite(&image, &run.alpha, &[], &Options::default()).unwrap();
+    assert_eq!(again.encoded, run.encoded, "no inference, the same file");
+    let strokes = [
+        Stroke {
+            mode: BrushMode::Erase,
+            radius: 4.0,
+            hardness: 1.0,
+            points: vec![[20.0, 30.0], [60.0, 30.0]],
+        },
+        Stroke {
+            mode: BrushMode::Restore,
+            radius: 3.0,
+            hardness: 1.0,
+            points: vec![[5.0, 5.0]],
+        },
+    ];
+    let edited = composite(&image, &run.alpha, &strokes, &Options::default()).unwrap();
+    let png = assert_png(&edited.encoded, 80, 60);
+    assert_eq!(png.get_pixel(40, 30)[3], 0, "erased across the subject");
+    assert_eq!(
+        png.get_pixel(40, 20)[3],
+        255,
+        "the rest of the subject kept"
+    );
+    assert_eq!(
+        png.get_pixel(5, 5).0,
+        [20, 40, 220, 255],
+        "the background restored"
+    );
+    assert_eq!(
+        png.get_pixel(75, 55)[3],
+        0,
+        "the rest of the background still clear"
+    );
+    assert_eq!(
+        edited.alpha.get_pixel(40, 30)[0],
+        0,
+        "the edited alpha is returned"
+    );
+}
+
+fn assert_png(bytes: &[u8], width: u32, height: u32) -> RgbaImage {
+    let png = image::load_from_memory_with_format(bytes, ImageFormat::Png)
+        .unwrap()
+        .to_rgba8();
+    assert_eq!(png.dimensions(), (width, height));
+    png
+}
+
+#[test]
+fn jpeg_is_flattened_onto_the_background_and_max_side_shrinks() {
+    let s = session(TinyModel::default());
+    let image = red_square_on_blue(80, 60);
+    let run = s
+        .run(Input::Pixels(&image), &Options::default(), &mut |_| {})
+        .unwrap();
+    let jpeg = |background| Options {
+        format: OutputFormat::Jpeg { quality: 95 },
+        background,
+        max_side: Some(40),
+        ..Options::default()
+    };
+    for (background, corner) in [
+        (None, [255, 255, 255]),
+        (Some([0, 160, 0, 255]), [0, 160, 0]),
+    ] {
+        let out = composite(&image, &run.alpha, &[], &jpeg(background)).unwrap();
+        let decoded = image::load_from_memory_with_format(&out.encoded, ImageFormat::Jpeg).unwrap();
+        assert_eq!(decoded.color(), image::ColorType::Rgb8, "no alpha channel");
+        let rgb = decoded.to_rgb8();
+        assert_eq!(rgb.dimensions(), (40, 30), "the longer side at most 40");
+        let near = |a: [u8; 3], b: [u8; 3]| a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 6);
+        assert!(
+            near(rgb.get_pixel(1, 1).0, corner),
+            "{:?}",
+            rgb.get_pixel(1, 1)
+        );
+        assert!(
+            near(rgb.get_pixel(20, 15).0, [230, 20, 20]),
+            "{:?}",
+            rgb.get_pixel(20, 15)
+        );
+    }
+    // Shrinking weighs colour by alpha: the transparent background leaves no blue at the edge.
+    let small = composite(
+        &image,
+        &run.alpha,
+        &[],
+        &Options {
+            max_side: Some(20),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let png = assert_png(&small.encoded, 20, 15);
+    for px in png.pixels().filter(|p| p[3] > 0) {
+        assert!(
+            px[0] > 150 && px[2] < 100,
+            "an edge pixel keeps the subject's colour: {px:?}"
+        );
+    }
+}
+
+#[test]
+fn a_background_picture_covers_the_output_and_follows_the_crop() {
+    let s = session(TinyModel::default());
+    let image = red_square_on_blue(80, 60);
+    let run = s
+        .run(Input::Pixels(&image), &Options::default(), &mut |_| {})
+        .unwrap();
+    // Left half yellow, right half green: scaled to cover, centred.
+    let picture = RgbaImage::from_fn(10, 10, |x, _| {
+        if x < 5 {
+            Rgba([250, 220, 0, 255])
+        } else {
+            Rgba([0, 160, 0, 255])
+        }
+    });
+    let options = Options {
+        background_image: Some(Arc::new(picture)),
+        crop_margin: Some(4),
+        ..Options::default()
+    };
+    let out = composite(&image, &run.alpha, &[], &options).unwrap();
+    let Rendered::Rgba(result) = out.image else {
+        panic!()
+    };
+    let (w, h) = result.dimensions();
+    assert!(w < 60 && h < 45, "cropped, got {w}x{h}");
+    assert_eq!(result.get_pixel(0, h / 2).0, [250, 220, 0, 255]);
+    assert_eq!(result.get_pixel(w - 1, h / 2).0, [0, 160, 0, 255]);
+    assert_eq!(result.get_pixel(w / 2, h / 2).0, [230, 20, 20, 255]);
+}
+
+#[test]
+fn a_mask_of_another_size_or_a_bad_stroke_is_refused() {
+    let image = red_square_on_blue(8, 8);
+    let mask = GrayImage::new(8, 7);
+    let error = composite(&image, &mask, &[], &Options::default()).unwrap_err();
+    assert!(error.to_string().contains("8x7"), "{error}");
+    let bad = Stroke {
+        mode: BrushMode::Erase,
+        radius: -1.0,
+        hardness: 1.0,
+        points: vec![[1.0, 1.0]],
+    };
+    let error = composite(&image, &GrayImage::new(8, 8), &[bad], &Options::default()).unwrap_err();
+    assert!(error.to_string().contains("radius"), "{error}");
+}
+
+#[test]
+fn inference_reports_its_progress_up_to_the_whole() {
+    struct Recorded(Vec<f32>, Vec<Stage>);
+    impl Progress for Recorded {
+        fn stage(&mut self, stage: Stage) {
+            self.1.push(stage);
+        }
+        fn inference(&mut self, fraction_done: f32) {
+            self.0.push(fraction_done);
+        }
+    }
+    let s = session(TinyModel::default());
+    let image = red_square_on_blue(40, 40);
+    // Twice: the first run's weights are output sizes, the second's the first run's times.
+    for _ in 0..2 {
+        let mut seen = Recorded(vec![], vec![]);
+        s.run_reporting(Input::Pixels(&image), &Options::default(), &mut seen)
+            .unwrap();
+        assert!(seen.0.len() > 3, "reported node by node: {:?}", seen.0);
+        assert!(seen.0.windows(2).all(|w| w[0] <= w[1]), "{:?}", seen.0);
+        assert!((seen.0.last().unwrap() - 1.0).abs() < 1e-4, "{:?}", seen.0);
+        assert_eq!(seen.1, Stage::ALL[1..].to_vec());
+    }
 }
 
 #[test]

@@ -116,6 +116,7 @@ fn build(onnx_bytes: &[u8], entry: &ModelEntry) -> Result<Model> {
     let mut entry = entry.clone();
     entry.input.width = width as u32;
     entry.input.height = height as u32;
+    let node_weights = output_sizes(plan.model());
     Ok(Model {
         mask_size,
         plan,
@@ -123,7 +124,23 @@ fn build(onnx_bytes: &[u8], entry: &ModelEntry) -> Result<Model> {
         input_size: (width, height),
         widened_fp16,
         phases,
+        node_weights: Arc::new(std::sync::Mutex::new(node_weights)),
     })
+}
+
+/// Each node's output size in values, by node id: the first inference's progress weights.
+fn output_sizes(model: &TypedModel) -> Vec<f64> {
+    model
+        .nodes()
+        .iter()
+        .map(|node| {
+            node.outputs
+                .iter()
+                .filter_map(|output| output.fact.shape.as_concrete())
+                .map(|shape| shape.iter().product::<usize>() as f64)
+                .sum()
+        })
+        .collect()
 }
 
 /// Step 3: the ONNX graph, cut down to one `[1, 3, height, width]` f32 input and the mask

@@ -1,7 +1,7 @@
 //! A segmentation model as a tract plan that computes only the mask output: loading it
 //! ([`load`]'s named steps) and running it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tract_onnx::prelude::*;
 use web_time::Instant;
@@ -30,6 +30,9 @@ pub struct Model {
     /// Whether the file held fp16 tensors that were widened to f32 at load.
     widened_fp16: bool,
     phases: LoadPhases,
+    /// Each node's share of an inference, by node id, for reporting progress: the seconds it
+    /// took in the last run, or before any run its output's size (a proxy for its work).
+    node_weights: Arc<Mutex<Vec<f64>>>,
 }
 
 /// A failure inside tract while running the graph, with its whole cause chain.
@@ -121,10 +124,46 @@ impl Model {
 
     /// Runs the graph on a planar `[1, 3, h, w]` input and returns the raw mask, row-major.
     pub fn infer(&self, planar_input: Vec<f32>) -> Result<Vec<f32>> {
+        self.infer_reporting(planar_input, &mut |_| {})
+    }
+
+    /// [`Model::infer`], telling `done` the fraction of the work finished after each node (by
+    /// the nodes' times in the previous run, so the fraction tracks time from the second image).
+    pub fn infer_reporting(
+        &self,
+        planar_input: Vec<f32>,
+        done: &mut dyn FnMut(f32),
+    ) -> Result<Vec<f32>> {
         let tensor = self.input_tensor(planar_input)?;
+        let weights = self
+            .node_weights
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default();
+        let total: f64 = weights.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+        let mut seconds = vec![0f64; weights.len()];
+        let mut finished = 0f64;
         let outputs = catch_panics("inference", || {
-            self.plan.run(tvec!(tensor.into())).map_err(inference_error)
+            let mut state = TypedSimpleState::new(&self.plan).map_err(inference_error)?;
+            state
+                .run_plan_with_eval(tvec!(tensor.into()), |session, op_state, node, inputs| {
+                    let started = Instant::now();
+                    let outputs =
+                        tract_onnx::tract_core::plan::eval(session, op_state, node, inputs);
+                    if let Some(s) = seconds.get_mut(node.id) {
+                        *s = started.elapsed().as_secs_f64();
+                    }
+                    finished += weights.get(node.id).copied().unwrap_or(0.0);
+                    done((finished / total).min(1.0) as f32);
+                    outputs
+                })
+                .map_err(inference_error)
         })?;
+        if seconds.iter().sum::<f64>() > 0.0 {
+            if let Ok(mut weights) = self.node_weights.lock() {
+                *weights = seconds;
+            }
+        }
         let mask = outputs[0]
             .try_as_plain_ram()
             .and_then(|view| view.as_slice::<f32>())
