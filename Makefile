@@ -9,7 +9,7 @@ PORT ?= 8080
 # CI checks decoder parity on a subset to save time; `make parity PARITY_ARGS=` runs it on all.
 PARITY_ARGS ?= --decoder-images 11
 
-.PHONY: serve build package package-tests run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench bench-ab bench-native lint format tools
+.PHONY: serve build package package-tests run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench bench-ab bench-native lighthouse lint format tools
 
 # The web app on http://127.0.0.1:$(PORT)/. Where the IS-Net files are here (../shared/models, or
 # target/models from models/fetch-isnet.sh), the server also plays their public host, so the
@@ -106,6 +106,11 @@ bench: build venv cli tests/browser/node_modules/.installed bench/node_modules/.
 # change), alternating in one Chromium: for changes smaller than the machine's drift.
 bench-ab: build tests/browser/node_modules/.installed
 	node bench/ab.mjs $(OTHER) $(BENCH_ARGS)
+
+# Lighthouse (npm, pinned) on the built page with the real model, desktop and phone: the
+# accessibility, performance and best-practices scores and the layout shift.
+lighthouse: build
+	bench/lighthouse.sh
 
 bench-native: venv cli
 	$(PYTHON) bench/bench_native.py

@@ -115,6 +115,7 @@ test('the viewer compares, zooms, erases, restores, undoes and re-exports withou
   try {
     await openExample(page);
     assert.deepEqual(await axeViolations(page), [], 'the page with the viewer open');
+    await page.screenshot({ path: join(ROOT, 'target/viewer-desktop.png') });
     assert.equal(await inferences(page), 1);
 
     // The split moves with the keys.
@@ -155,7 +156,6 @@ test('the viewer compares, zooms, erases, restores, undoes and re-exports withou
     assert.deepEqual([now.width, now.height], [933, 1405]);
     assert.ok(now.alpha.giraffe <= 8, `erased: ${JSON.stringify(now.alpha)}`);
     assert.ok(now.alpha.other >= 240, `the other giraffe kept: ${JSON.stringify(now.alpha)}`);
-    await page.screenshot({ path: join(ROOT, 'target/viewer-desktop.png') });
 
     // Undo brings it back, redo erases again.
     await rendered(page, () => page.keyboard.press('Control+Z'));
@@ -200,7 +200,7 @@ test('the viewer compares, zooms, erases, restores, undoes and re-exports withou
 
     // Esc closes the viewer; the queue item keeps the edited result.
     await page.keyboard.press('Escape');
-    assert.equal(await page.evaluate(() => document.body.dataset.viewer), 'closed');
+    await page.waitForFunction(() => document.body.dataset.viewer === 'closed' && !(/** @type {HTMLDialogElement} */ (document.getElementById('viewer')).open));
     assert.deepEqual(await axeViolations(page), [], 'the page with a result');
   } finally {
     await browser.close();
@@ -335,6 +335,7 @@ test('a phone: no sideways scrolling, the new item in view, a touch brush, and n
     assert.ok((await download(page)).alpha.giraffe <= 8, 'erased by touch');
     const shift = await page.evaluate(() => window.layoutShift);
     assert.ok(shift < 0.1, `cumulative layout shift ${shift}`);
+    await page.tap('label:has(input[name=viewer-backdrop][value=colour])');
     await page.screenshot({ path: join(ROOT, 'target/viewer-phone.png') });
   } finally {
     await browser.close();

@@ -801,6 +801,29 @@ async function addFromUrl(text) {
   pump();
 }
 
+// Photos handed to the installed app: shared to it (the service worker holds them until now) or
+// opened with it (the manifest's file_handlers).
+async function addHandedFiles() {
+  const params = new URLSearchParams(location.search);
+  if (params.has('shared') && 'caches' in window) {
+    const cache = await caches.open('cutout-shared');
+    const files = [];
+    for (const request of await cache.keys()) {
+      const response = await cache.match(request);
+      const name = decodeURIComponent(response.headers.get('X-File-Name') || 'shared-image');
+      files.push(new File([await response.blob()], name, { type: response.headers.get('Content-Type') || '' }));
+      await cache.delete(request);
+    }
+    params.delete('shared');
+    history.replaceState(null, '', `${location.pathname}${params.size ? `?${params}` : ''}`);
+    if (files.length) addFiles(files);
+  }
+  const launchQueue = /** @type {any} */ (window).launchQueue;
+  launchQueue?.setConsumer(async (launch) => {
+    if (launch.files?.length) addFiles(await Promise.all(launch.files.map((handle) => handle.getFile())));
+  });
+}
+
 // Files dropped anywhere on the page are added (never opened by the browser in place of the app).
 function acceptDropsAnywhere() {
   const overlay = $('drop-overlay');
@@ -946,7 +969,7 @@ async function main() {
   window.addEventListener('beforeunload', (event) => {
     if (state.items.some((i) => i.status === 'completed' && !i.downloaded && !i.kept)) event.preventDefault();
   });
-  restoreKeptItems();
+  restoreKeptItems().then(addHandedFiles);
   $('cached-models').addEventListener('toggle', () => listCachedModels());
   state.engine = new EngineClient(createWorker, {
     onFatal: (message) => {

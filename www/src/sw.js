@@ -75,9 +75,28 @@ function isolated(response) {
   return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
 }
 
+// Photos shared to the installed app (the manifest's share_target) arrive as a POST: they wait
+// in their own cache until the page, opened at ?shared, adds them to its queue.
+const SHARED_CACHE = 'cutout-shared';
+async function receiveShare(request) {
+  const form = await request.formData();
+  const files = form.getAll('photos').filter((entry) => typeof entry !== 'string');
+  const cache = await caches.open(SHARED_CACHE);
+  let index = 0;
+  for (const file of /** @type {File[]} */ (files)) {
+    const headers = { 'Content-Type': file.type || 'application/octet-stream', 'X-File-Name': encodeURIComponent(file.name) };
+    await cache.put(new Request(`./shared/${Date.now()}-${index++}`), new Response(file, { headers }));
+  }
+  return Response.redirect(new URL(`./?shared=${files.length}`, sw.registration.scope).href, 303);
+}
+
 sw.addEventListener('fetch', (event) => {
   const request = event.request;
   const url = new URL(request.url);
+  if (request.method === 'POST' && url.origin === sw.location.origin && url.href === new URL('./share', sw.registration.scope).href) {
+    event.respondWith(receiveShare(request));
+    return;
+  }
   if (request.method !== 'GET' || url.origin !== sw.location.origin) return;
   const isPage = request.mode === 'navigate';
   const shellPath = isPage ? new URL('./', sw.registration.scope).href : request.url;

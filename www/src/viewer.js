@@ -306,7 +306,11 @@ export function createViewer(hooks) {
     const target = /** @type {HTMLElement} */ (event.target);
     const typing = target.matches('input:not([type=radio]):not([type=checkbox]), select, textarea');
     const mod = event.ctrlKey || event.metaKey;
-    if (mod && event.key.toLowerCase() === 'z') {
+    // Esc closes from any control (the browser's own cancel can be held back, e.g. after a
+    // select's change).
+    if (event.key === 'Escape') {
+      dialog.close();
+    } else if (mod && event.key.toLowerCase() === 'z') {
       event.shiftKey ? redo() : undo();
     } else if (mod && event.key.toLowerCase() === 'y') {
       redo();

@@ -241,10 +241,21 @@ fn errors_are_js_errors_with_clear_messages() {
         red_square(4, 4).into_raw(),
         4,
         4,
-        options(r#"{"output":"jpeg"}"#),
+        options(r#"{"output":"gif"}"#),
         None,
     ));
-    assert!(err.contains("unknown output 'jpeg'"), "{err}");
+    assert!(err.contains("unknown output 'gif'"), "{err}");
+    let err = message(engine.process_rgba(
+        red_square(4, 4).into_raw(),
+        4,
+        4,
+        options(r#"{"output":"jpeg","quality":0}"#),
+        None,
+    ));
+    assert!(
+        err.contains("JPEG quality must be between 1 and 100"),
+        "{err}"
+    );
     let err = message(engine.process_rgba(
         red_square(4, 4).into_raw(),
         4,
