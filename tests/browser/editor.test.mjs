@@ -178,6 +178,17 @@ test('the viewer compares, zooms, erases, restores, undoes and re-exports withou
     await rendered(page, () => page.click('#edit-undo'));
     assert.ok((await download(page)).alpha.sky >= 240, 'the reset undone');
 
+    // Copy puts the edited result on the clipboard as PNG.
+    await browser.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.base });
+    await page.click('#viewer-copy');
+    await page.waitForFunction(() => /Copied/.test(document.getElementById('viewer-status').textContent));
+    const copied = await page.evaluate(async () => {
+      const [entry] = await navigator.clipboard.read();
+      const bitmap = await createImageBitmap(await entry.getType('image/png'));
+      return { types: entry.types, width: bitmap.width, height: bitmap.height };
+    });
+    assert.deepEqual(copied, { types: ['image/png'], width: 933, height: 1405 });
+
     // JPEG on a colour: a new file from the same mask, no alpha, no second inference.
     await rendered(page, () => page.selectOption('#export-kind', 'jpeg'));
     await rendered(page, async () => {
@@ -202,6 +213,13 @@ test('the viewer compares, zooms, erases, restores, undoes and re-exports withou
     await page.keyboard.press('Escape');
     await page.waitForFunction(() => document.body.dataset.viewer === 'closed' && !(/** @type {HTMLDialogElement} */ (document.getElementById('viewer')).open));
     assert.deepEqual(await axeViolations(page), [], 'the page with a result');
+    // Dragging the Download link out hands over the file itself (Chromium's DownloadURL).
+    const dragged = await page.evaluate(() => {
+      const transfer = new DataTransfer();
+      document.querySelector('.item a[download]').dispatchEvent(new DragEvent('dragstart', { dataTransfer: transfer, bubbles: true }));
+      return transfer.getData('DownloadURL');
+    });
+    assert.match(dragged, /^image\/jpeg:example_input-cutout\.jpg:blob:http/);
   } finally {
     await browser.close();
   }
