@@ -58,7 +58,7 @@ const stages = [];
 let ticks = 0;
 const timer = setInterval(() => ticks++, 20);
 const started = Date.now();
-const blob = await removeBackground(${JSON.stringify(example)}, { model, savePath: 'out.png', onProgress: (p) => stages.push(p.stage) });
+const blob = await removeBackground(${JSON.stringify(example)}, { model, savePath: 'out.png', onProgress: (p) => stages.push([p.stage, p.loaded]) });
 const elapsed = Date.now() - started;
 clearInterval(timer);
 const errors = {};
@@ -94,7 +94,15 @@ console.log(JSON.stringify({ type: blob.type, size: blob.size, stages, errors, t
   assert.match(result.errors.offline, /https:\/\/staticimgly\.com\/@imgly\/background-removal-data\/1\.4\.5\/dist\/fe1b9f06/);
   assert.match(result.errors.offline, /offline, or the host is unreachable/);
   assert.equal(result.type, 'image/png');
-  assert.deepEqual(result.stages, ['decode', 'preprocess', 'inference', 'postprocess', 'encode', 'done']);
+  // Each stage once, in order; inference also reports its progress through the graph.
+  const names = result.stages.map(([stage]) => stage).filter((stage, i, all) => stage !== all[i - 1]);
+  assert.deepEqual(names, ['decode', 'preprocess', 'inference', 'postprocess', 'encode', 'done']);
+  const inference = result.stages.filter(([stage]) => stage === 'inference').map(([, loaded]) => loaded);
+  assert.ok(inference.length > 3, `progress during inference: ${inference}`);
+  assert.ok(
+    inference.every((loaded, i) => loaded >= 2 && loaded <= 3 && (i === 0 || loaded >= inference[i - 1])),
+    `between stages 2 and 3, rising: ${inference}`,
+  );
   const png = readPng(readFileSync(join(dir, 'out.png')));
   assert.deepEqual([png.width, png.height], [933, 1405]);
   assert.ok(png.patchAlpha(538, 868, 5) >= 240, 'subject opaque');
