@@ -94,10 +94,13 @@ impl Model {
         Ok(tensor.into())
     }
 
-    /// Runs the graph once and times every node: seconds per op type, longest first.
-    pub fn profile(&self, planar_input: Vec<f32>) -> Result<Vec<OpProfile>> {
-        let tensor = self.input_tensor(planar_input)?;
-        let mut by_op: std::collections::HashMap<String, OpProfile> = Default::default();
+    /// Runs the plan on `tensor`, telling `on_node` each node and the seconds it took, as it
+    /// finishes: what profiling and progress reporting both watch.
+    fn run_timed(
+        &self,
+        tensor: Tensor,
+        on_node: &mut dyn FnMut(&TypedNode, f64),
+    ) -> Result<TVec<TValue>> {
         catch_panics("inference", || {
             let mut state = TypedSimpleState::new(&self.plan).map_err(inference_error)?;
             state
@@ -105,17 +108,26 @@ impl Model {
                     let started = Instant::now();
                     let outputs =
                         tract_onnx::tract_core::plan::eval(session, op_state, node, inputs);
-                    let name = node.op().name().to_string();
-                    let entry = by_op.entry(name.clone()).or_insert(OpProfile {
-                        op: name,
-                        calls: 0,
-                        seconds: 0.0,
-                    });
-                    entry.calls += 1;
-                    entry.seconds += started.elapsed().as_secs_f64();
+                    on_node(node, started.elapsed().as_secs_f64());
                     outputs
                 })
                 .map_err(inference_error)
+        })
+    }
+
+    /// Runs the graph once and times every node: seconds per op type, longest first.
+    pub fn profile(&self, planar_input: Vec<f32>) -> Result<Vec<OpProfile>> {
+        let tensor = self.input_tensor(planar_input)?;
+        let mut by_op: std::collections::HashMap<String, OpProfile> = Default::default();
+        self.run_timed(tensor, &mut |node, seconds| {
+            let name = node.op().name().to_string();
+            let entry = by_op.entry(name.clone()).or_insert(OpProfile {
+                op: name,
+                calls: 0,
+                seconds: 0.0,
+            });
+            entry.calls += 1;
+            entry.seconds += seconds;
         })?;
         let mut ops: Vec<OpProfile> = by_op.into_values().collect();
         ops.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
@@ -141,27 +153,18 @@ impl Model {
             .map(|w| w.clone())
             .unwrap_or_default();
         let total: f64 = weights.iter().sum::<f64>().max(f64::MIN_POSITIVE);
-        let mut seconds = vec![0f64; weights.len()];
+        let mut times = vec![0f64; weights.len()];
         let mut finished = 0f64;
-        let outputs = catch_panics("inference", || {
-            let mut state = TypedSimpleState::new(&self.plan).map_err(inference_error)?;
-            state
-                .run_plan_with_eval(tvec!(tensor.into()), |session, op_state, node, inputs| {
-                    let started = Instant::now();
-                    let outputs =
-                        tract_onnx::tract_core::plan::eval(session, op_state, node, inputs);
-                    if let Some(s) = seconds.get_mut(node.id) {
-                        *s = started.elapsed().as_secs_f64();
-                    }
-                    finished += weights.get(node.id).copied().unwrap_or(0.0);
-                    done((finished / total).min(1.0) as f32);
-                    outputs
-                })
-                .map_err(inference_error)
+        let outputs = self.run_timed(tensor, &mut |node, seconds| {
+            if let Some(time) = times.get_mut(node.id) {
+                *time = seconds;
+            }
+            finished += weights.get(node.id).copied().unwrap_or(0.0);
+            done((finished / total).min(1.0) as f32);
         })?;
-        if seconds.iter().sum::<f64>() > 0.0 {
+        if times.iter().sum::<f64>() > 0.0 {
             if let Ok(mut weights) = self.node_weights.lock() {
-                *weights = seconds;
+                *weights = times;
             }
         }
         let mask = outputs[0]
