@@ -615,6 +615,19 @@ function resultName(name, output) {
   return `${stem}-cutout.${extension}`;
 }
 
+// The item made again by the engine from its photo, alpha and strokes, with `settings`.
+function composite(item, settings, extra = {}) {
+  const options = engineOptions(settings, extra);
+  return state.engine.composite({
+    key: item.key,
+    file: item.file,
+    alpha: item.alpha,
+    strokes: activeStrokes(item),
+    options,
+    backgroundFile: settings.backgroundFile,
+  });
+}
+
 // Renders the item again without inference (strokes or settings changed). One render per item
 // at a time; changes made meanwhile are rendered once it returns.
 function render(item) {
@@ -625,10 +638,7 @@ function render(item) {
   }
   item.rendering = true;
   viewer.busy(item);
-  const withView = viewer.item === item;
-  const options = engineOptions(item.settings, { withView });
-  state.engine
-    .composite({ key: item.key, file: item.file, alpha: item.alpha, strokes: activeStrokes(item), options, backgroundFile: item.settings.backgroundFile })
+  composite(item, item.settings, { withView: viewer.item === item })
     .then(
       (done) => {
         if (!state.items.includes(item)) return;
@@ -668,14 +678,7 @@ async function copyResult(item) {
     let blob = item.result;
     if (blob.type !== 'image/png') {
       const settings = { ...item.settings, output: item.settings.output === 'mask' ? 'mask' : 'png' };
-      const done = await state.engine.composite({
-        key: item.key,
-        file: item.file,
-        alpha: item.alpha,
-        strokes: activeStrokes(item),
-        options: engineOptions(settings),
-        backgroundFile: item.settings.backgroundFile,
-      });
+      const done = await composite(item, settings);
       blob = new Blob([done.bytes], { type: 'image/png' });
     }
     await navigator.clipboard.write([new ClipboardItem({ 'image/png': blob })]);
