@@ -11,7 +11,12 @@ const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "webp", "bmp", "tif",
 pub enum Input {
     File(PathBuf),
     Url(String),
+    /// `-i -`: the image piped in.
+    Stdin,
 }
+
+/// The argument that names standard input (`-i -`) or output (`-o -`).
+pub const STDIO: &str = "-";
 
 impl Input {
     /// How the input is named in status lines.
@@ -19,6 +24,7 @@ impl Input {
         match self {
             Input::File(p) => p.display().to_string(),
             Input::Url(u) => u.clone(),
+            Input::Stdin => "stdin".into(),
         }
     }
 
@@ -33,6 +39,7 @@ impl Input {
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
             }
+            Input::Stdin => Some("stdin".into()),
         };
         stem.filter(|s| !s.is_empty() && !s.contains("://"))
             .unwrap_or_else(|| "image".into())
@@ -70,6 +77,14 @@ pub fn expand(args: &[String]) -> Expanded {
         had_collection: false,
     };
     for arg in args {
+        if arg == STDIO {
+            if out.inputs.contains(&Input::Stdin) {
+                out.reject(arg, "standard input can be read only once".into());
+            } else {
+                out.inputs.push(Input::Stdin);
+            }
+            continue;
+        }
         if net::is_url(arg) {
             out.inputs.push(Input::Url(arg.clone()));
             continue;

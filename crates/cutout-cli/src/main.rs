@@ -1,11 +1,13 @@
 //! `cutout`: remove image backgrounds on this machine. A thin shell over the `cutout` engine.
 
+mod cleanup;
 mod error;
 mod inputs;
 mod models;
 mod net;
 mod output;
 
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -59,12 +61,13 @@ struct Args {
     #[command(subcommand)]
     command: Option<Command>,
 
-    /// Image file, directory, glob pattern or http(s) URL (repeatable)
-    #[arg(short, long = "input", value_name = "PATH|DIR|GLOB|URL", num_args = 1.., required_unless_present = "list_models")]
+    /// Image file, directory, glob pattern, http(s) URL or - for standard input (repeatable)
+    #[arg(short, long = "input", value_name = "PATH|DIR|GLOB|URL|-", num_args = 1.., required_unless_present = "list_models")]
     inputs: Vec<String>,
 
-    /// Output file (one input) or directory (several); default: a random name in the current directory
-    #[arg(short, long, value_name = "FILE|DIR")]
+    /// Output file (one input), directory (several) or - for standard output; default: a random
+    /// name in the current directory
+    #[arg(short, long, value_name = "FILE|DIR|-")]
     output: Option<PathBuf>,
 
     /// Model: a manifest id (see --list-models), a local .onnx file or an http(s) URL
@@ -117,6 +120,18 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 50_000_000)]
     max_download_bytes: u64,
 
+    /// Largest image file (or standard input) accepted, in bytes
+    #[arg(long, value_name = "N", default_value_t = 300_000_000)]
+    max_input_bytes: u64,
+
+    /// Longest a download may take, in seconds [default: 120 for an image, 3600 for a model]
+    #[arg(long, value_name = "SECS")]
+    download_timeout: Option<u64>,
+
+    /// A download that sends nothing (or under 1 KiB) for this many seconds is stopped
+    #[arg(long, value_name = "SECS", default_value_t = net::DEFAULT_STALL_TIMEOUT.as_secs())]
+    stall_timeout: u64,
+
     /// Overwrite existing output files
     #[arg(long)]
     force: bool,
@@ -168,7 +183,17 @@ enum ModelsCommand {
 
 fn main() -> ExitCode {
     keep_freed_memory();
+    cleanup::remove_pending_on_interrupt();
     let args = Args::parse();
+    net::set_timeouts(net::Timeouts {
+        image: args
+            .download_timeout
+            .map_or(net::DEFAULT_IMAGE_TIMEOUT, Duration::from_secs),
+        model: args
+            .download_timeout
+            .map_or(net::DEFAULT_MODEL_TIMEOUT, Duration::from_secs),
+        stall: Duration::from_secs(args.stall_timeout.max(1)),
+    });
     match run(args) {
         Ok(code) => code,
         Err(error) => {
@@ -190,7 +215,7 @@ fn output_format(args: &Args) -> Result<OutputFormat, CliError> {
     let from_extension = args
         .output
         .as_deref()
-        .filter(|p| !p.is_dir() && !p.to_string_lossy().ends_with('/'))
+        .filter(|p| !p.is_dir() && !p.to_string_lossy().ends_with('/') && !p.starts_with("/dev"))
         .and_then(|p| p.extension())
         .map(|e| e.to_string_lossy().into_owned());
     match (from_flag, from_extension) {
@@ -299,6 +324,22 @@ fn run(mut args: Args) -> Result<ExitCode, CliError> {
     let expanded = inputs::expand(&args.inputs);
     let many = expanded.had_collection || expanded.inputs.len() + expanded.bad.len() > 1;
     let destination = match &args.output {
+        // `-o /dev/stdout` is `-o -`: the status lines must not end up inside the image.
+        Some(o) if o.as_os_str() == inputs::STDIO || o == Path::new("/dev/stdout") => {
+            if many {
+                return Err(CliError::Usage(
+                    "-o - writes one image to standard output: give one input".into(),
+                ));
+            }
+            if std::io::stdout().is_terminal() {
+                return Err(CliError::Usage(
+                    "-o - would print image data on the terminal: redirect it (> out.png) or \
+                     pipe it"
+                        .into(),
+                ));
+            }
+            Destination::Stdout
+        }
         None => Destination::RandomInCwd,
         Some(o) if many || o.is_dir() || o.to_string_lossy().ends_with('/') => {
             Destination::Directory(o.clone())
@@ -367,9 +408,18 @@ fn run(mut args: Args) -> Result<ExitCode, CliError> {
             .expect("valid template")
             .progress_chars("=> "),
     );
+    // With the image on standard output, the status lines go to standard error.
+    let image_on_stdout = matches!(destination, Destination::Stdout);
+    let status = |line: String| {
+        if image_on_stdout {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
     let mut failed = expanded.bad.len();
     for bad in &expanded.bad {
-        bar.suspend(|| println!("FAILED {}: {}", bad.arg, bad.reason));
+        bar.suspend(|| status(format!("FAILED {}: {}", bad.arg, bad.reason)));
         bar.inc(1);
     }
     let mut namer = Namer::new(destination, format);
@@ -379,12 +429,17 @@ fn run(mut args: Args) -> Result<ExitCode, CliError> {
         let outcome = process_one(&session, input, &options, &mut namer, &args);
         bar.suspend(|| match &outcome {
             Ok((path, timings)) => {
-                println!("COMPLETED {} -> {}", input.label(), path.display());
+                let shown = if image_on_stdout {
+                    "stdout".to_string()
+                } else {
+                    path.display().to_string()
+                };
+                status(format!("COMPLETED {} -> {shown}", input.label()));
                 if args.timings {
                     eprintln!("  {}", format_timings(timings));
                 }
             }
-            Err(reason) => println!("FAILED {}: {reason}", input.label()),
+            Err(reason) => status(format!("FAILED {}: {reason}", input.label())),
         });
         match outcome {
             Ok(_) => completed += 1,
@@ -394,10 +449,10 @@ fn run(mut args: Args) -> Result<ExitCode, CliError> {
     }
     bar.finish_and_clear();
     if total > 1 {
-        println!(
+        status(format!(
             "{completed} completed, {failed} failed in {:.1} s",
             started.elapsed().as_secs_f64()
-        );
+        ));
     }
     Ok(ExitCode::from(if failed == 0 {
         exit::SUCCESS
@@ -416,13 +471,57 @@ fn format_timings(timings: &Timings) -> String {
         .join(", ")
 }
 
-fn read_input(input: &Input, max_download_bytes: u64) -> Result<Vec<u8>, CliError> {
+/// How much of a file is read first: enough for every format's header, so that a file that is
+/// no image, or whose header declares too many pixels, is refused without reading the rest.
+const HEADER_BYTES: usize = 64 << 10;
+
+fn read_input(input: &Input, args: &Args) -> Result<Vec<u8>, CliError> {
     match input {
         Input::File(path) => {
-            std::fs::read(path).map_err(|e| CliError::File(format!("cannot read: {e}")))
+            let file = std::fs::File::open(path)
+                .map_err(|e| CliError::File(format!("cannot read: {e}")))?;
+            let size = file
+                .metadata()
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len());
+            read_limited(file, size, args)
         }
-        Input::Url(url) => net::fetch_image(url, max_download_bytes),
+        Input::Stdin => read_limited(std::io::stdin().lock(), None, args),
+        Input::Url(url) => net::fetch_image(url, args.max_download_bytes),
     }
+}
+
+/// Reads an image of at most `--max-input-bytes`, its header first (see [`HEADER_BYTES`]).
+fn read_limited(source: impl Read, size: Option<u64>, args: &Args) -> Result<Vec<u8>, CliError> {
+    let cannot_read = |e: std::io::Error| CliError::File(format!("cannot read: {e}"));
+    let limit = args.max_input_bytes;
+    let mut source = source.take(limit.saturating_add(1));
+    let mut bytes = Vec::new();
+    (&mut source)
+        .take(HEADER_BYTES as u64)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    cutout::image_io::check_prefix(&bytes, args.max_pixels)?;
+    let too_large = |size: u64| {
+        CliError::File(format!(
+            "the file is {size} bytes, over the {limit}-byte input limit (raise it with \
+             --max-input-bytes)"
+        ))
+    };
+    if let Some(size) = size.filter(|&s| s > limit) {
+        return Err(too_large(size));
+    }
+    if let Some(size) = size {
+        bytes.reserve_exact((size as usize).saturating_sub(bytes.len()));
+    }
+    source.read_to_end(&mut bytes).map_err(cannot_read)?;
+    if bytes.len() as u64 > limit {
+        return Err(CliError::File(format!(
+            "the input is over the {limit}-byte input limit (raise it with --max-input-bytes)"
+        )));
+    }
+    Ok(bytes)
 }
 
 fn process_one(
@@ -432,7 +531,18 @@ fn process_one(
     namer: &mut Namer,
     args: &Args,
 ) -> Result<(PathBuf, Timings), CliError> {
-    let bytes = read_input(input, args.max_download_bytes)?;
+    // Where the result goes is settled before any work is spent on it.
+    let path = namer.name_for(input);
+    if let Input::File(source) = input {
+        if same_file(source, &path) {
+            return Err(CliError::File(format!(
+                "refusing to write the result over its own input {}",
+                path.display()
+            )));
+        }
+    }
+    output::check_target(&path, args.force)?;
+    let bytes = read_input(input, args)?;
     let mut timings: Timings = vec![];
     let mut current: Option<(Stage, Instant)> = None;
     let mut on_stage = |stage: Stage| {
@@ -446,15 +556,6 @@ fn process_one(
         .encoded;
     if let Some((prev, t)) = current.take() {
         timings.push((prev, t.elapsed()));
-    }
-    let path = namer.name_for(input);
-    if let Input::File(source) = input {
-        if same_file(source, &path) {
-            return Err(CliError::File(format!(
-                "refusing to write the result over its own input {}",
-                path.display()
-            )));
-        }
     }
     output::write_output(&path, &encoded, args.force)?;
     Ok((path, timings))

@@ -5,17 +5,130 @@ use crate::error::{CliError, DownloadFailure};
 use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cutout::hash::{Digest, Sha256};
 use cutout::manifest::Download;
 use indicatif::{ProgressBar, ProgressStyle};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Longest silence tolerated mid-transfer before a download is called cut.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Whole-request ceiling for an input image.
-const IMAGE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Under this many bytes in a stall window, a transfer counts as stalled (a server that
+/// trickles a byte every few seconds would otherwise hold the run for ever).
+const STALL_MIN_BYTES: u64 = 1024;
+
+/// The time limits every download runs under (the CLI's flags set them once at start).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Whole-transfer ceiling for an input image.
+    pub image: Duration,
+    /// Whole-transfer ceiling for a model file (they are large).
+    pub model: Duration,
+    /// Longest wait for the first byte of the answer, and for each stall window's bytes.
+    pub stall: Duration,
+}
+
+pub const DEFAULT_IMAGE_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_MODEL_TIMEOUT: Duration = Duration::from_secs(3600);
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+static TIMEOUTS: std::sync::OnceLock<Timeouts> = std::sync::OnceLock::new();
+
+pub fn set_timeouts(timeouts: Timeouts) {
+    let _ = TIMEOUTS.set(timeouts);
+}
+
+fn timeouts() -> Timeouts {
+    *TIMEOUTS.get_or_init(|| Timeouts {
+        image: DEFAULT_IMAGE_TIMEOUT,
+        model: DEFAULT_MODEL_TIMEOUT,
+        stall: DEFAULT_STALL_TIMEOUT,
+    })
+}
+
+/// Watches one transfer against its overall limit and the stall rule, with the messages that
+/// name the URL and the limit that stopped it.
+struct Transfer<'a> {
+    url: &'a str,
+    started: Instant,
+    overall: Duration,
+    stall: Duration,
+    window_started: Instant,
+    window_bytes: u64,
+}
+
+impl<'a> Transfer<'a> {
+    fn new(url: &'a str, overall: Duration) -> Transfer<'a> {
+        let now = Instant::now();
+        Transfer {
+            url,
+            started: now,
+            overall,
+            stall: timeouts().stall,
+            window_started: now,
+            window_bytes: 0,
+        }
+    }
+
+    fn received(&mut self, n: usize, total: u64) -> Result<(), CliError> {
+        self.window_bytes += n as u64;
+        if self.started.elapsed() > self.overall {
+            return Err(CliError::download(format!(
+                "download of {} stopped: not finished within the {} s limit (--download-timeout), \
+                 {total} bytes arrived",
+                self.url,
+                self.overall.as_secs()
+            )));
+        }
+        if self.window_started.elapsed() >= self.stall {
+            if self.window_bytes < STALL_MIN_BYTES {
+                return Err(self.stalled(total));
+            }
+            self.window_started = Instant::now();
+            self.window_bytes = 0;
+        }
+        Ok(())
+    }
+
+    fn stalled(&self, total: u64) -> CliError {
+        CliError::download(format!(
+            "download of {} stalled: under {STALL_MIN_BYTES} bytes in {} s after {total} bytes \
+             (--stall-timeout)",
+            self.url,
+            self.stall.as_secs()
+        ))
+    }
+
+    /// One read of the body; a read a signal interrupted is retried (the interrupt handler
+    /// decides whether the run ends).
+    fn read(
+        &self,
+        reader: &mut impl Read,
+        buf: &mut [u8],
+        total: u64,
+        of: &str,
+    ) -> Result<usize, CliError> {
+        loop {
+            match reader.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                read => return read.map_err(|e| self.read_failed(e, total, of)),
+            }
+        }
+    }
+
+    /// A read error: the socket's own timeout is the stall limit.
+    fn read_failed(&self, e: std::io::Error, total: u64, of: &str) -> CliError {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+        ) {
+            return self.stalled(total);
+        }
+        CliError::download(format!(
+            "download of {} was cut after {total} of {of} bytes: {e}",
+            self.url
+        ))
+    }
+}
 
 pub fn is_url(text: &str) -> bool {
     let lower = text.to_ascii_lowercase();
@@ -32,15 +145,15 @@ pub fn unsupported_scheme(text: &str) -> Option<&str> {
     (plain && !rest.is_empty() && !is_url(text)).then_some(scheme)
 }
 
-fn agent(overall: Option<Duration>) -> ureq::Agent {
-    let mut builder = ureq::AgentBuilder::new()
+/// Connect and first-byte limits are the socket's; the overall limit is checked as bytes arrive
+/// (ureq's own overall timeout would replace the per-read one, so a silent server would hold
+/// the run for the whole overall limit).
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
         .timeout_connect(CONNECT_TIMEOUT)
-        .timeout_read(READ_TIMEOUT)
-        .user_agent(concat!("cutout/", env!("CARGO_PKG_VERSION")));
-    if let Some(t) = overall {
-        builder = builder.timeout(t);
-    }
-    builder.build()
+        .timeout_read(timeouts().stall)
+        .user_agent(concat!("cutout/", env!("CARGO_PKG_VERSION")))
+        .build()
 }
 
 fn get(agent: &ureq::Agent, url: &str) -> Result<ureq::Response, CliError> {
@@ -63,6 +176,27 @@ fn get(agent: &ureq::Agent, url: &str) -> Result<ureq::Response, CliError> {
             }
         }
         ureq::Error::Transport(t) => {
+            let timed_out = std::error::Error::source(&t)
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .is_some_and(|io| {
+                    matches!(
+                        io.kind(),
+                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                    )
+                });
+            if timed_out && t.kind() == ureq::ErrorKind::ConnectionFailed {
+                return CliError::download(format!(
+                    "could not connect to {url} within {} s (offline, or the host is unreachable)",
+                    CONNECT_TIMEOUT.as_secs()
+                ));
+            }
+            if timed_out {
+                return CliError::download(format!(
+                    "{url} did not answer within {} s: the server accepted the connection but \
+                     sent nothing (--stall-timeout)",
+                    timeouts().stall.as_secs()
+                ));
+            }
             let offline = matches!(
                 t.kind(),
                 ureq::ErrorKind::Dns | ureq::ErrorKind::ConnectionFailed
@@ -84,30 +218,32 @@ fn content_length(resp: &ureq::Response) -> Option<u64> {
 
 /// Fetches an input image into memory, refusing anything larger than `max_bytes`.
 pub fn fetch_image(url: &str, max_bytes: u64) -> Result<Vec<u8>, CliError> {
-    let resp = get(&agent(Some(IMAGE_TIMEOUT)), url)?;
-    if let Some(len) = content_length(&resp) {
-        if len > max_bytes {
-            return Err(CliError::download(format!(
-                "{url} is {len} bytes, over the {max_bytes}-byte download limit (--max-download-bytes)"
-            )));
-        }
-    }
-    let mut bytes = Vec::new();
-    resp.into_reader()
-        .take(max_bytes + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| {
-            CliError::download(format!(
-                "download of {url} failed after {} bytes: {e}",
-                bytes.len()
-            ))
-        })?;
-    if bytes.len() as u64 > max_bytes {
-        return Err(CliError::download(format!(
+    let mut transfer = Transfer::new(url, timeouts().image);
+    let resp = get(&agent(), url)?;
+    let too_large = || {
+        CliError::download(format!(
             "{url} is over the {max_bytes}-byte download limit (--max-download-bytes)"
-        )));
+        ))
+    };
+    let announced = content_length(&resp);
+    if announced.is_some_and(|len| len > max_bytes) {
+        return Err(too_large());
     }
-    Ok(bytes)
+    let of = fmt_total(announced);
+    let mut reader = resp.into_reader();
+    let mut bytes = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = transfer.read(&mut reader, &mut buf, bytes.len() as u64, &of)?;
+        if n == 0 {
+            return Ok(bytes);
+        }
+        bytes.extend_from_slice(&buf[..n]);
+        if bytes.len() as u64 > max_bytes {
+            return Err(too_large());
+        }
+        transfer.received(n, bytes.len() as u64)?;
+    }
 }
 
 /// Downloads a model to `dest`, showing byte progress, and returns its sha256. The file appears
@@ -122,6 +258,7 @@ pub fn download_model(
     quiet: bool,
 ) -> Result<String, CliError> {
     let partial = dest.with_extension("part");
+    let _removed_if_interrupted = crate::cleanup::track(partial.clone());
     let result = download_to(source, &partial, expected_size, expected_sha256, quiet);
     match result {
         Ok(actual) => fs::rename(&partial, dest).map(|()| actual).map_err(|e| {
@@ -171,7 +308,7 @@ fn download_to(
     let label = partial
         .file_stem()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let agent = agent(None);
+    let agent = agent();
     match source {
         Download::File(url) => {
             let resp = get(&agent, url)?;
@@ -281,16 +418,13 @@ fn copy_body(
     mut also: impl FnMut(&[u8]) -> Result<(), CliError>,
 ) -> Result<u64, CliError> {
     let total = content_length(&resp).or(limit);
+    let mut transfer = Transfer::new(url, timeouts().model);
     let mut reader = resp.into_reader();
     let mut received: u64 = 0;
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = reader.read(&mut buf).map_err(|e| {
-            CliError::download(format!(
-                "download of {url} was cut after {received} of {} bytes: {e}",
-                fmt_total(total)
-            ))
-        })?;
+        let n = transfer.read(&mut reader, &mut buf, received, &fmt_total(total))?;
+        transfer.received(n, received + n as u64)?;
         if n == 0 {
             return Ok(received);
         }

@@ -26,10 +26,14 @@ fn write_image(dir: &Path, name: &str, format: ImageFormat) -> String {
 
 fn assert_cutout_png(path: &Path, width: u32, height: u32) {
     let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let img = image::load_from_memory_with_format(&bytes, ImageFormat::Png)
-        .expect("a PNG")
+    assert_cutout_png_bytes(&bytes, width, height, &path.display().to_string());
+}
+
+fn assert_cutout_png_bytes(bytes: &[u8], width: u32, height: u32, what: &str) {
+    let img = image::load_from_memory_with_format(bytes, ImageFormat::Png)
+        .unwrap_or_else(|e| panic!("{what}: not a PNG: {e}"))
         .to_rgba8();
-    assert_eq!(img.dimensions(), (width, height), "{}", path.display());
+    assert_eq!(img.dimensions(), (width, height), "{what}");
     assert!(
         img.get_pixel(width / 2, height / 2)[3] >= 250,
         "subject opaque"
@@ -467,4 +471,251 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     found
+}
+
+#[test]
+fn inputs_are_sized_up_before_they_are_read() {
+    let dir = temp_dir("cli-input-limits");
+    let model = write_tiny_model(&dir);
+    let input = write_image(&dir, "photo.png", ImageFormat::Png);
+    let run = |input: &str, extra: &[&str]| {
+        let mut args = vec!["-i", input, "-o", "out.png", "--model", model.as_str()];
+        args.extend_from_slice(extra);
+        let out = run_cli(CLI, &dir, &args);
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        stdout(&out)
+    };
+    let text = run(&input, &["--max-input-bytes", "100"]);
+    assert!(
+        text.contains("bytes, over the 100-byte input limit (raise it with --max-input-bytes)"),
+        "{text}"
+    );
+    // 2 GB files (sparse: they cost no disk). Neither is read whole: one is refused by its
+    // first bytes, the other by its size.
+    let sparse = |name: &str, start: &[u8]| {
+        let path = dir.join(name);
+        let file = fs::File::create(&path).unwrap();
+        std::io::Write::write_all(&mut &file, start).unwrap();
+        file.set_len(2 << 30).unwrap();
+        path.display().to_string()
+    };
+    let text = run(&sparse("huge-text.jpg", b"this is no picture"), &[]);
+    assert!(
+        text.contains("huge-text.jpg: not a supported image"),
+        "{text}"
+    );
+    let png = encode(&red_square_on_blue(120, 90), ImageFormat::Png);
+    let text = run(&sparse("huge.png", &png), &[]);
+    assert!(
+        text.contains("the file is 2147483648 bytes, over the 300000000-byte input limit"),
+        "{text}"
+    );
+    assert!(!dir.join("out.png").exists());
+}
+
+#[test]
+fn standard_input_and_output_make_a_pipeline() {
+    let dir = temp_dir("cli-stdio");
+    let model = write_tiny_model(&dir);
+    let png = encode(&red_square_on_blue(120, 90), ImageFormat::Png);
+    for output in ["-", "/dev/stdout"] {
+        let out = run_cli_with_stdin(
+            CLI,
+            &dir,
+            &["-i", "-", "-o", output, "--model", &model],
+            &png,
+        );
+        assert!(out.status.success(), "-o {output}: {}", stderr(&out));
+        assert_cutout_png_bytes(&out.stdout, 120, 90, &format!("-o {output}"));
+        assert!(
+            stderr(&out).contains("COMPLETED stdin -> stdout"),
+            "status lines go to standard error: {}",
+            stderr(&out)
+        );
+    }
+    // Piped in, written to a file.
+    let out = run_cli_with_stdin(
+        CLI,
+        &dir,
+        &["-i", "-", "-o", "piped.png", "--model", &model],
+        &png,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_cutout_png(&dir.join("piped.png"), 120, 90);
+    let refused = |args: &[&str], input: &[u8], code: i32, expected: &str| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--model", &model]);
+        let out = run_cli_with_stdin(CLI, &dir, &all, input);
+        let text = stdout(&out) + &stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {text}");
+        assert!(text.contains(expected), "{args:?}: {text}");
+    };
+    refused(
+        &["-i", "-", "-o", "-"],
+        b"",
+        1,
+        "FAILED stdin: the input is empty",
+    );
+    refused(
+        &["-i", "-", "-o", "-"],
+        b"GIF89a",
+        1,
+        "FAILED stdin: the image is corrupt",
+    );
+    refused(
+        &["-i", "-", "-o", "-", "--max-input-bytes", "100"],
+        &png,
+        1,
+        "the input is over the 100-byte input limit",
+    );
+    refused(
+        &["-i", "-", "-", "-o", "out/"],
+        &png,
+        1,
+        "standard input can be read only once",
+    );
+    let photo = write_image(&dir, "photo.png", ImageFormat::Png);
+    refused(
+        &["-i", &photo, "-", "-o", "-"],
+        &png,
+        2,
+        "-o - writes one image to standard output: give one input",
+    );
+}
+
+#[test]
+fn outputs_are_checked_before_any_work_and_never_replace_links_or_devices() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = temp_dir("cli-output-targets");
+    let model = write_tiny_model(&dir);
+    let input = write_image(&dir, "photo.png", ImageFormat::Png);
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--model", &model]);
+        run_cli(CLI, &dir, &all)
+    };
+    // A batch into a finished folder: every output is refused before its input is even read
+    // (the unreadable input would otherwise fail first).
+    let done = dir.join("done");
+    fs::create_dir_all(&done).unwrap();
+    fs::write(done.join("photo.png"), b"finished").unwrap();
+    fs::write(done.join("broken.png"), b"finished").unwrap();
+    fs::write(dir.join("broken.png"), b"not an image").unwrap();
+    let broken = dir.join("broken.png").display().to_string();
+    let out = run(&["-i", &input, &broken, "-o", "done/"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(
+        text.matches("already exists (use --force").count(),
+        2,
+        "{text}"
+    );
+    assert!(!text.contains("not a supported image"), "{text}");
+    assert_eq!(fs::read(done.join("photo.png")).unwrap(), b"finished");
+    // An output below a file.
+    fs::write(dir.join("notes.txt"), b"keep").unwrap();
+    let out = run(&["-i", &input, "-o", "notes.txt/out.png"]);
+    assert!(
+        stdout(&out).contains("cannot write notes.txt/out.png: notes.txt is a file, not a folder"),
+        "{}",
+        stdout(&out)
+    );
+    // A device is written into, not replaced, and needs no --force.
+    let out = run(&["-i", &input, "-o", "/dev/null"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    // A symbolic link: refused without --force; with it, the link stays and its file changes.
+    fs::write(dir.join("real.png"), b"old").unwrap();
+    std::os::unix::fs::symlink("real.png", dir.join("link.png")).unwrap();
+    let out = run(&["-i", &input, "-o", "link.png"]);
+    assert!(
+        stdout(&out).contains("link.png already exists"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(fs::read(dir.join("real.png")).unwrap(), b"old");
+    let out = run(&["-i", &input, "-o", "link.png", "--force"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(fs::symlink_metadata(dir.join("link.png"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_cutout_png(&dir.join("real.png"), 120, 90);
+    std::os::unix::fs::symlink("gone.png", dir.join("dangling.png")).unwrap();
+    let out = run(&["-i", &input, "-o", "dangling.png", "--force"]);
+    assert!(
+        stdout(&out).contains("dangling.png is a symbolic link to gone.png, which does not exist"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!dir.join("gone.png").exists());
+}
+
+#[test]
+fn silent_and_slow_image_servers_are_given_up_on_naming_the_limit() {
+    let dir = temp_dir("cli-stalls");
+    let model = write_tiny_model(&dir);
+    let server = TestServer::start();
+    server.add("/silent.png", Route::Silent);
+    server.add(
+        "/slow.png",
+        Route::Trickle {
+            body: vec![0; 40_000],
+            interval: std::time::Duration::from_micros(250),
+        },
+    );
+    let silent = server.url("/silent.png");
+    let started = std::time::Instant::now();
+    let out = run_cli(
+        CLI,
+        &dir,
+        &[
+            "-i",
+            &silent,
+            "-o",
+            "out.png",
+            "--model",
+            &model,
+            "--stall-timeout",
+            "2",
+        ],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("{silent} did not answer within 2 s"))
+            && text.contains("--stall-timeout"),
+        "{text}"
+    );
+    assert!(
+        started.elapsed().as_secs() < 20,
+        "gave up after {:?}",
+        started.elapsed()
+    );
+    let slow = server.url("/slow.png");
+    let out = run_cli(
+        CLI,
+        &dir,
+        &[
+            "-i",
+            &slow,
+            "-o",
+            "out.png",
+            "--model",
+            &model,
+            "--download-timeout",
+            "2",
+        ],
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "download of {slow} stopped: not finished within the 2 s limit (--download-timeout)"
+        )),
+        "{text}"
+    );
+    assert!(!dir.join("out.png").exists());
 }

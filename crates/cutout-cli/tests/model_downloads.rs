@@ -380,3 +380,105 @@ fn models_list_shows_licences_sources_and_how_each_is_verified() {
     }
     assert_eq!(stdout(&run_cli(CLI, &dir, &["--list-models"])), text);
 }
+
+/// Every model file under the cache, URL downloads' folders included (not the JSON records).
+fn model_files_under_cache(dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|e| e != "json") {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = vec![];
+    walk(&dir.join(".cache"), &mut found);
+    found
+}
+
+/// The tiny model on a server that sends it one byte every `interval`.
+fn trickled_model(server: &TestServer, interval_ms: u64) -> String {
+    server.add(
+        "/m/slow.onnx",
+        Route::Trickle {
+            body: TinyModel::default().onnx_bytes(),
+            interval: std::time::Duration::from_millis(interval_ms),
+        },
+    );
+    server.url("/m/slow.onnx")
+}
+
+#[test]
+fn a_trickling_model_download_is_stopped_and_leaves_nothing() {
+    let dir = temp_dir("cli-model-trickle");
+    let input = photo(&dir);
+    let server = TestServer::start();
+    let url = trickled_model(&server, 100);
+    let started = std::time::Instant::now();
+    let out = run_cli(
+        CLI,
+        &dir,
+        &["-i", &input, "--model", &url, "--stall-timeout", "2"],
+    );
+    assert_eq!(out.status.code(), Some(MODEL_FAILED), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "download of {url} stalled: under 1024 bytes in 2 s"
+        )) && stderr(&out).contains("--stall-timeout"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "stopped after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        model_files_under_cache(&dir).is_empty(),
+        "{:?}",
+        model_files_under_cache(&dir)
+    );
+}
+
+#[test]
+fn an_interrupted_model_download_leaves_no_part_file() {
+    let dir = temp_dir("cli-model-interrupted");
+    let input = photo(&dir);
+    let server = TestServer::start();
+    let url = trickled_model(&server, 50);
+    let child = cli_command(
+        CLI,
+        &dir,
+        &["-i", &input, "--model", &url, "--stall-timeout", "600"],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("the CLI starts");
+    let waited = std::time::Instant::now();
+    while model_files_under_cache(&dir).is_empty() {
+        assert!(waited.elapsed().as_secs() < 30, "no .part file appeared");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let part = model_files_under_cache(&dir);
+    assert!(part[0].extension().is_some_and(|e| e == "part"), "{part:?}");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let output = child.wait_with_output().expect("the CLI ends");
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("interrupted: nothing partial was left behind"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        model_files_under_cache(&dir).is_empty(),
+        "{:?}",
+        model_files_under_cache(&dir)
+    );
+}

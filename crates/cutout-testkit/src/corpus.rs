@@ -102,6 +102,40 @@ fn bmp_header(width: i32, height: i32) -> Vec<u8> {
     out
 }
 
+/// A camera-like JPEG: noise (so the scan is long), with an EXIF block holding a thumbnail whose
+/// own end marker sits near the start of the file.
+fn camera_like_jpeg() -> Vec<u8> {
+    let (width, height) = (256, 192);
+    let noise = crate::Rng::new(0x5EED).bytes((width * height * 3) as usize);
+    let rgb = image::RgbImage::from_raw(width, height, noise).expect("sized buffer");
+    let mut jpeg = Cursor::new(Vec::new());
+    DynamicImage::ImageRgb8(rgb)
+        .write_to(&mut jpeg, ImageFormat::Jpeg)
+        .expect("encode test image");
+    let jpeg = jpeg.into_inner();
+    let thumbnail = [&[0xFF, 0xD8][..], &[0x55; 40], &[0xFF, 0xD9]].concat();
+    let exif = [&b"Exif\0\0"[..], &thumbnail].concat();
+    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
+    out.extend(((exif.len() + 2) as u16).to_be_bytes());
+    out.extend(&exif);
+    out.extend(&jpeg[2..]);
+    out
+}
+
+/// A minimal WebP (VP8X) header whose canvas is `width`x`height`.
+fn webp_canvas(width: u32, height: u32) -> Vec<u8> {
+    let mut vp8x = b"VP8X".to_vec();
+    vp8x.extend(10u32.to_le_bytes());
+    vp8x.extend([0; 4]);
+    vp8x.extend(&(width - 1).to_le_bytes()[..3]);
+    vp8x.extend(&(height - 1).to_le_bytes()[..3]);
+    let mut out = b"RIFF".to_vec();
+    out.extend(((vp8x.len() + 4) as u32).to_le_bytes());
+    out.extend(b"WEBP");
+    out.extend(vp8x);
+    out
+}
+
 /// One broken input and a phrase its error message must contain.
 pub struct BadInput {
     pub file_name: &'static str,
@@ -128,9 +162,24 @@ pub fn bad_input_corpus() -> Vec<BadInput> {
     let mut gif_huge = gif.clone();
     gif_huge[6..10].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
     let pseudo_random = crate::Rng::new(0x1234_5678).bytes(4096);
+    let camera = camera_like_jpeg();
+    let cut_in_scan = camera[..camera.len() * 3 / 5].to_vec();
+    let half_with_end_marker = [&half(&camera)[..], &[0xFF, 0xD9]].concat();
+    let start_of_frame = |jpeg: &[u8]| {
+        jpeg.windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("baseline JPEG")
+    };
+    // A small file whose header claims 7000x7000 pixels.
+    let mut claims_more = jpeg.clone();
+    let sof = start_of_frame(&claims_more);
+    claims_more[sof + 5..sof + 9].copy_from_slice(&[0x1B, 0x58, 0x1B, 0x58]);
+    // The same frame marked as arithmetic-coded (SOF9): a valid JPEG kind few decoders read.
+    let mut arithmetic = jpeg.clone();
+    arithmetic[start_of_frame(&jpeg) + 1] = 0xC9;
+    let cut_short = "cut short)";
     let corrupt = "corrupt or truncated";
     let unknown = "not in a recognised image format";
-    let too_large = "too large";
     vec![
         BadInput {
             file_name: "empty.png",
@@ -155,32 +204,52 @@ pub fn bad_input_corpus() -> Vec<BadInput> {
         BadInput {
             file_name: "truncated.jpg",
             bytes: half(&jpeg),
-            expected: corrupt,
+            expected: cut_short,
+        },
+        BadInput {
+            file_name: "camera-cut-in-scan.jpg",
+            bytes: cut_in_scan,
+            expected: cut_short,
+        },
+        BadInput {
+            file_name: "half-with-end-marker.jpg",
+            bytes: half_with_end_marker,
+            expected: cut_short,
+        },
+        BadInput {
+            file_name: "claims-7000x7000.jpg",
+            bytes: claims_more,
+            expected: cut_short,
+        },
+        BadInput {
+            file_name: "arithmetic-coded.jpg",
+            bytes: arithmetic,
+            expected: "this JPEG uses arithmetic coding, which is not supported",
         },
         BadInput {
             file_name: "truncated.png",
             bytes: half(&png),
-            expected: corrupt,
+            expected: cut_short,
         },
         BadInput {
             file_name: "truncated.gif",
             bytes: half(&gif),
-            expected: corrupt,
+            expected: cut_short,
         },
         BadInput {
             file_name: "truncated.webp",
             bytes: half(&webp),
-            expected: corrupt,
+            expected: cut_short,
         },
         BadInput {
             file_name: "truncated.tiff",
             bytes: half(&tiff),
-            expected: corrupt,
+            expected: cut_short,
         },
         BadInput {
             file_name: "signature-only.png",
             bytes: png[..8].to_vec(),
-            expected: corrupt,
+            expected: cut_short,
         },
         BadInput {
             file_name: "bad-crc.png",
@@ -190,17 +259,22 @@ pub fn bad_input_corpus() -> Vec<BadInput> {
         BadInput {
             file_name: "huge-header.png",
             bytes: png_with_ihdr(100_000, 100_000),
-            expected: too_large,
+            expected: "the image is too large: 100000x100000 =",
         },
         BadInput {
             file_name: "huge-header.bmp",
             bytes: bmp_header(100_000, 100_000),
-            expected: too_large,
+            expected: "the image is too large: 100000x100000 =",
         },
         BadInput {
             file_name: "huge-header.gif",
             bytes: gif_huge,
-            expected: too_large,
+            expected: "the image is too large: 65535x65535 =",
+        },
+        BadInput {
+            file_name: "huge-header.webp",
+            bytes: webp_canvas(16384, 16384),
+            expected: "the image is too large: 16384x16384 =",
         },
         BadInput {
             file_name: "zero-width.png",

@@ -33,16 +33,46 @@ pub fn run_cli(cli: &str, cwd: &Path, args: &[&str]) -> Output {
 
 /// Like [`run_cli`], with extra environment variables.
 pub fn run_cli_with_env(cli: &str, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = cli_command(cli, cwd, args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    checked(command.output().expect("the CLI starts"))
+}
+
+/// Like [`run_cli`], with `input` piped into its standard input.
+pub fn run_cli_with_stdin(cli: &str, cwd: &Path, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cli_command(cli, cwd, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the CLI starts");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = input.to_vec();
+    // Written from a thread: the CLI may answer (or refuse) before it has read everything.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let output = child.wait_with_output().expect("the CLI runs");
+    let _ = writer.join();
+    checked(output)
+}
+
+/// The command [`run_cli`] runs, for a test that needs to spawn it (to signal it, say).
+pub fn cli_command(cli: &str, cwd: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(cli);
     command
         .args(args)
         .current_dir(cwd)
         .env("CUTOUT_CACHE_DIR", cwd.join(".cache"))
         .env_remove("CUTOUT_MODEL_BASE_URL");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let output = command.output().expect("the CLI starts");
+    command
+}
+
+fn checked(output: Output) -> Output {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("panicked"), "the CLI panicked:\n{stderr}");
     output

@@ -1,5 +1,6 @@
 //! A tiny HTTP/1.1 file server on 127.0.0.1 for tests of URL inputs and model downloads: it counts
-//! requests per path and can cut a response short to simulate a dropped connection.
+//! requests per path and can cut a response short, stay silent or trickle to simulate dropped and
+//! stalled connections.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -14,6 +15,13 @@ pub enum Route {
     Cut { body: Vec<u8>, sent: usize },
     /// An error status (401, 403, 404, ...) with a short body.
     Status(u16),
+    /// Reads the request and never answers (the connection stays open until the client leaves).
+    Silent,
+    /// 200 announcing `body`'s length, then one byte every `interval`.
+    Trickle {
+        body: Vec<u8>,
+        interval: std::time::Duration,
+    },
 }
 
 #[derive(Clone, Default)]
@@ -88,6 +96,30 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
     };
     let mut stream = stream;
     let (status, body, sent) = match route {
+        Some(Route::Silent) => {
+            // Holds the connection until the client closes it.
+            let mut sink = [0u8; 1];
+            while matches!(std::io::Read::read(&mut reader, &mut sink), Ok(n) if n > 0) {}
+            return;
+        }
+        Some(Route::Trickle { body, interval }) => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            for byte in body {
+                std::thread::sleep(interval);
+                if stream
+                    .write_all(&[byte])
+                    .and_then(|_| stream.flush())
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            return;
+        }
         Some(Route::File(body)) => ("200 OK".to_string(), body.clone(), body.len()),
         Some(Route::Cut { body, sent }) => ("200 OK".to_string(), body, sent),
         Some(Route::Status(code)) => (format!("{code} Refused"), b"refused".to_vec(), 7),

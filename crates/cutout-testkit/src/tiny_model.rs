@@ -243,6 +243,16 @@ pub fn broken_models() -> Vec<BrokenModel> {
             expected: "1 channels, expected 3 (RGB)",
         },
         BrokenModel {
+            // Small on disk; its declared input alone would need 12 GB.
+            file_name: "huge-input.onnx",
+            bytes: TinyModel {
+                size: 32768,
+                ..TinyModel::default()
+            }
+            .onnx_bytes(),
+            expected: "the input is 32768x32768",
+        },
+        BrokenModel {
             file_name: "four-channels.onnx",
             bytes: with_channels(4),
             expected: "4 channels, expected 3 (RGB)",

@@ -596,6 +596,11 @@ fn bad_input_corpus_fails_cleanly() {
             .expect_err(bad.file_name)
             .to_string();
         assert!(err.contains(bad.expected), "{}: {err}", bad.file_name);
+        assert!(
+            !err.contains(['{', '}']) && !err.contains("Error"),
+            "{}: plain words, no debug dump: {err}",
+            bad.file_name
+        );
     }
 }
 
@@ -641,4 +646,52 @@ fn three_by_three_convolutions_skip_tracts_direct_spatial_kernel() {
         ops.iter().all(|o| o.op != "DirectSpatialConv"),
         "direct spatial convolution is off: {ops:?}"
     );
+}
+
+/// Real camera and web JPEGs (the shared evaluation photos) all decode, and each one cut short
+/// is refused: the check that keeps cut files from being filled in must not refuse whole ones.
+#[test]
+fn real_photos_decode_and_real_photos_cut_short_are_refused() {
+    let Some(eval) = cutout_testkit::shared_dir().map(|d| d.join("eval")) else {
+        eprintln!("\n*** SKIPPING real-photo decoding: ../shared/eval is absent ***\n");
+        return;
+    };
+    fn jpegs_under(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                jpegs_under(&path, found);
+            } else if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("jpg"))
+            {
+                found.push(path);
+            }
+        }
+    }
+    let mut photos = vec![];
+    jpegs_under(&eval, &mut photos);
+    photos.sort();
+    assert!(
+        photos.len() > 100,
+        "{} photos in {}",
+        photos.len(),
+        eval.display()
+    );
+    // Every photo decodes; every seventh is also cut short at two points.
+    for (i, path) in photos.iter().enumerate() {
+        let bytes = std::fs::read(path).unwrap();
+        decode(&bytes, cutout::DEFAULT_MAX_PIXELS)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if i % 7 == 0 {
+            for cut in [bytes.len() / 2, bytes.len() - 100] {
+                let err = decode(&bytes[..cut], cutout::DEFAULT_MAX_PIXELS).err();
+                assert!(
+                    matches!(err, Some(Error::CorruptImage { .. })),
+                    "{} cut to {cut}: {err:?}",
+                    path.display()
+                );
+            }
+        }
+    }
 }

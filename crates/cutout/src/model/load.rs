@@ -55,6 +55,10 @@ fn tract_settings() -> TractResult<KnobScope> {
     KnobScope::new([("TRACT_DISABLE_DIRECT_SPATIAL", "true")])
 }
 
+/// The largest model input accepted, per side (RMBG-2.0 takes 1024).
+const MAX_INPUT_SIDE: usize = 4096;
+const MAX_INPUT_PIXELS: usize = MAX_INPUT_SIDE * MAX_INPUT_SIDE;
+
 pub(super) fn load(onnx_bytes: &[u8], entry: &ModelEntry) -> Result<Model> {
     let started = Instant::now();
     read(onnx_bytes)?;
@@ -195,6 +199,17 @@ fn parse(onnx_bytes: &[u8], entry: &ModelEntry) -> Result<(InferenceModel, (usiz
     // The graph is the truth about its own size; the manifest fills in what it leaves open.
     let height = fixed_dim(&declared, 2).unwrap_or(entry.input.height as usize);
     let width = fixed_dim(&declared, 3).unwrap_or(entry.input.width as usize);
+    // Checked before anything is sized from it: a graph can declare any input, and a tensor that
+    // cannot be allocated aborts the process instead of failing.
+    if width == 0 || height == 0 || width.saturating_mul(height) > MAX_INPUT_PIXELS {
+        return Err(bad_model(
+            "wrong input shape",
+            format!(
+                "the input is {width}x{height}: segmentation models take a fixed size between \
+                 1x1 and {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE} pixels"
+            ),
+        ));
+    }
     model
         .set_input_fact(input_index, f32::fact([1, 3, height, width]).into())
         .map_err(|e| bad_model("input", e))?;
