@@ -9,7 +9,7 @@ PORT ?= 8080
 # CI checks decoder parity on a subset to save time; `make parity PARITY_ARGS=` runs it on all.
 PARITY_ARGS ?= --decoder-images 11
 
-.PHONY: serve build package package-tests run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench bench-ab bench-native lighthouse lint format tools
+.PHONY: serve build package package-tests run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench bench-ab bench-native lighthouse lint format tools fuzz
 
 # The web app on http://127.0.0.1:$(PORT)/. Where the IS-Net files are here (../shared/models, or
 # target/models from models/fetch-isnet.sh), the server also plays their public host, so the
@@ -85,6 +85,13 @@ parity: venv cli
 	$(PYTHON) tests/python/parity.py $(PARITY_ARGS)
 
 test: tools venv test-models rust-tests parity build wasm-tests browser-tests package-tests
+
+# The engine's fuzz targets (crates/cutout/tests/fuzz.rs) for longer than `make test` gives them
+# (20 s each), with a fresh seed: FUZZ_SECONDS per target, FUZZ_SEED to repeat a run.
+FUZZ_SECONDS ?= 600
+fuzz:
+	CUTOUT_FUZZ_SECONDS=$(FUZZ_SECONDS) CUTOUT_FUZZ_SEED=$${FUZZ_SEED:-$$(date +%s)} \
+	cargo test --release -p cutout --test fuzz -- --nocapture
 
 # Quality per eval set and model (../shared/eval): reference, raw and refined side by side.
 # EVAL_ARGS="--limit 0" runs every image (default: 40 per set, evenly spaced).

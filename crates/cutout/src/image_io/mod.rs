@@ -131,6 +131,9 @@ fn plain_words(message: &str) -> String {
         .strip_prefix("Format error decoding ")
         .map(|rest| rest.split_once(": ").map_or(rest, |(_, m)| m))
         .unwrap_or(message);
+    // Some decoders quote their message and start it with "Error".
+    let message = message.trim().trim_matches('"').trim();
+    let message = message.strip_prefix("Error ").unwrap_or(message);
     let first = message.split(['{', '(']).next().unwrap_or(message);
     let first = first.trim().trim_end_matches(['.', ':']).trim();
     let words: Vec<String> = first
@@ -148,7 +151,12 @@ fn plain_words(message: &str) -> String {
 /// "BadCodeLengthHuffmanTree" -> "bad code length huffman tree"; ordinary words pass through.
 fn split_camel_case(word: &str) -> String {
     let uppers = word.chars().filter(|c| c.is_ascii_uppercase()).count();
-    if uppers < 2 || word.chars().any(|c| !c.is_ascii_alphanumeric()) {
+    let chars: Vec<char> = word.chars().collect();
+    // An acronym ("SOF", "CRC") is a word of its own.
+    let acronym = chars
+        .windows(2)
+        .any(|w| w[0].is_ascii_uppercase() && w[1].is_ascii_uppercase());
+    if uppers < 2 || acronym || word.chars().any(|c| !c.is_ascii_alphanumeric()) {
         return word.to_string();
     }
     let mut out = String::new();
@@ -577,6 +585,10 @@ mod tests {
                 "Format error decoding Png: Corrupt deflate stream. BadCodeLengthHuffmanTree"
             ),
             "Corrupt deflate stream bad code length huffman tree"
+        );
+        assert_eq!(
+            plain_words("\"Error decoding SOF Marker, Number of components cannot be zero \""),
+            "decoding SOF Marker, Number of components cannot be zero"
         );
         assert_eq!(
             check_prefix(b"hello", 100).unwrap_err().to_string(),

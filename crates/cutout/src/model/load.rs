@@ -66,7 +66,14 @@ pub(super) fn load(onnx_bytes: &[u8], entry: &ModelEntry) -> Result<Model> {
     // returned once it matched).
     let (verified, loaded) = crate::ops::overlap(
         || verify(onnx_bytes, entry),
-        || catch_panics("model loading", || build(onnx_bytes, entry)),
+        || {
+            // tract panics on some malformed graphs instead of returning an error: for the user
+            // that is still a model that cannot be used.
+            catch_panics("reading the graph", || build(onnx_bytes, entry)).map_err(|e| match e {
+                Error::Internal { detail } => bad_model("not a usable ONNX model", detail),
+                other => other,
+            })
+        },
     );
     verified?;
     let mut model = loaded?;
@@ -105,7 +112,7 @@ fn build(onnx_bytes: &[u8], entry: &ModelEntry) -> Result<Model> {
     phases.parse = laps.lap();
     let (mut typed, widened_fp16) = into_typed(model)?;
     phases.typing = laps.lap();
-    let settings = tract_settings().map_err(|e| bad_model("tract settings", format!("{e:#}")))?;
+    let settings = tract_settings().map_err(|e| bad_model("tract settings", tract_words(&e)))?;
     let (plan, mask_size) = settings.enter(|| -> Result<_> {
         crate::optimise::declutter(&mut typed).map_err(|e| failed("decluttering", e))?;
         phases.declutter = laps.lap();
@@ -152,7 +159,7 @@ fn output_sizes(model: &TypedModel) -> Vec<f64> {
 fn parse(onnx_bytes: &[u8], entry: &ModelEntry) -> Result<(InferenceModel, (usize, usize))> {
     let mut model = tract_onnx::onnx()
         .model_for_read(&mut &onnx_bytes[..])
-        .map_err(|e| bad_model("not a readable ONNX model", format!("{e:#}")))?;
+        .map_err(|e| bad_model("not a readable ONNX model", tract_words(&e)))?;
     let inputs = model
         .input_outlets()
         .map_err(|e| bad_model("inputs", e))?
@@ -253,7 +260,7 @@ fn into_typed(model: InferenceModel) -> Result<(TypedModel, bool)> {
     let mut typed = model.into_typed().map_err(|e| {
         bad_model(
             "the graph does not fit a [1, 3, H, W] image input",
-            format!("{e:#}"),
+            tract_words(&e),
         )
     })?;
     let has_fp16 = typed.nodes().iter().any(|n| {
@@ -268,7 +275,7 @@ fn into_typed(model: InferenceModel) -> Result<(TypedModel, bool)> {
                 f32::datum_type(),
             ))
             .and_then(|()| crate::ops::fold_f16_constant_casts(&mut typed))
-            .map_err(|e| bad_model("converting fp16 to f32", format!("{e:#}")))?;
+            .map_err(|e| bad_model("converting fp16 to f32", tract_words(&e)))?;
     }
     Ok((typed, has_fp16))
 }
@@ -294,7 +301,7 @@ fn plan(optimised: TypedModel) -> Result<(Arc<TypedRunnableModel>, (usize, usize
     let mask_size = mask_dims(out_fact)?;
     let plan = optimised
         .into_runnable()
-        .map_err(|e| bad_model("preparing the plan", format!("{e:#}")))?;
+        .map_err(|e| bad_model("preparing the plan", tract_words(&e)))?;
     Ok((plan, mask_size))
 }
 
@@ -324,8 +331,31 @@ fn bad_model(context: &str, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// tract's error chain in words: without the Rust type names some links are
+/// ("ShapeError/OutOfBounds"), and up to the first link that is a dump of its internal state
+/// (inference rules, debug-printed values).
+fn tract_words(e: &TractError) -> String {
+    let chain = format!("{e:#}");
+    let is_type_name = |link: &str| {
+        !link.contains(' ')
+            && link.chars().skip(1).any(|c| c.is_ascii_uppercase())
+            && link.chars().all(|c| c.is_ascii_alphanumeric() || c == '/')
+    };
+    let is_dump = |link: &str| link.contains(['{', '}', '=', '[', '"']);
+    let words: Vec<&str> = chain
+        .split(": ")
+        .take_while(|link| !is_dump(link))
+        .filter(|link| !is_type_name(link))
+        .collect();
+    if words.is_empty() {
+        "tract cannot read it".into()
+    } else {
+        words.join(": ")
+    }
+}
+
 fn failed(step: &str, e: TractError) -> Error {
-    bad_model(&format!("{step} the graph"), format!("{e:#}"))
+    bad_model(&format!("{step} the graph"), tract_words(&e))
 }
 
 /// Concrete value of an input dimension, if the model fixes it.
