@@ -343,16 +343,19 @@ fn over_white(colour: [u8; 4]) -> [u8; 4] {
 
 /// `picture` scaled (up or down) to cover `width` x `height` and cut to it, centred.
 fn cover(picture: &RgbaImage, width: u32, height: u32) -> RgbaImage {
-    let (pw, ph) = (
-        picture.width().max(1) as f64,
-        picture.height().max(1) as f64,
-    );
-    let scale = (width as f64 / pw).max(height as f64 / ph);
-    let scaled_w = ((pw * scale).ceil() as u32).max(width);
-    let scaled_h = ((ph * scale).ceil() as u32).max(height);
-    let scaled = image::imageops::resize(picture, scaled_w, scaled_h, FilterType::Triangle);
-    let (left, top) = ((scaled_w - width) / 2, (scaled_h - height) / 2);
-    image::imageops::crop_imm(&scaled, left, top, width, height).to_image()
+    if picture.width() == 0 || picture.height() == 0 {
+        return RgbaImage::new(width, height);
+    }
+    let (pw, ph) = picture.dimensions();
+    let scale = (width as f64 / pw as f64).max(height as f64 / ph as f64);
+    // The part of the picture that ends up in the output, cut first and scaled alone: scaling
+    // the whole picture would cost memory in proportion to the output's aspect ratio against
+    // the picture's (a thin picture behind a wide photo), not to the output.
+    let part_w = ((width as f64 / scale).round() as u32).clamp(1, pw);
+    let part_h = ((height as f64 / scale).round() as u32).clamp(1, ph);
+    let (left, top) = ((pw - part_w) / 2, (ph - part_h) / 2);
+    let part = image::imageops::crop_imm(picture, left, top, part_w, part_h).to_image();
+    image::imageops::resize(&part, width, height, FilterType::Triangle)
 }
 
 /// Scales `rendered` down so its longer side is at most `side` (never up). Colours are

@@ -419,6 +419,21 @@ fn a_background_picture_covers_the_output_and_follows_the_crop() {
     assert_eq!(result.get_pixel(0, h / 2).0, [250, 220, 0, 255]);
     assert_eq!(result.get_pixel(w - 1, h / 2).0, [0, 160, 0, 255]);
     assert_eq!(result.get_pixel(w / 2, h / 2).0, [230, 20, 20, 255]);
+
+    // A thin picture behind a wide photo (found by the fuzzer: scaling the whole picture to
+    // cover it asked for 47 GB). Only the part that shows is scaled.
+    let wide = red_square_on_blue(20_000, 2);
+    let thin = RgbaImage::from_pixel(1, 40, Rgba([0, 160, 0, 255]));
+    let options = Options {
+        background_image: Some(Arc::new(thin)),
+        ..Options::default()
+    };
+    let out = composite(&wide, &GrayImage::new(20_000, 2), &[], &options).unwrap();
+    assert_eq!(out.image.dimensions(), (20_000, 2));
+    let Rendered::Rgba(result) = out.image else {
+        panic!()
+    };
+    assert_eq!(result.get_pixel(0, 0).0, [0, 160, 0, 255]);
 }
 
 #[test]

@@ -55,20 +55,25 @@ impl Run {
     }
 
     /// Runs cases until the budget is spent: `case(rng)` builds a case from the generator and
-    /// returns the bytes that describe it (saved if it fails) and the check to run on it.
-    fn cases<F>(&self, mut case: impl FnMut(&mut Rng) -> (Vec<u8>, F)) -> Tally
+    /// returns its input bytes and a description of the rest (both saved if it fails) and the
+    /// check to run on it.
+    fn cases<F>(&self, mut case: impl FnMut(&mut Rng) -> (Vec<u8>, String, F)) -> Tally
     where
         F: FnOnce() -> Outcome + Send + 'static,
     {
         let started = Instant::now();
         let mut rng = Rng::new(self.seed ^ fxhash(self.target.as_bytes()));
-        let in_flight = Self::failures_dir().join(format!("{}-in-flight.bin", self.target));
+        let in_flight = Self::failures_dir().join(format!("{}-in-flight", self.target));
         let mut tally = Tally::default();
         let mut number = 0u64;
         while started.elapsed() < self.budget {
             number += 1;
-            let (bytes, check) = case(&mut rng);
-            std::fs::write(&in_flight, &bytes).expect("write the case in flight");
+            let (bytes, description, check) = case(&mut rng);
+            let description = format!(
+                "CUTOUT_FUZZ_SEED={} case {number}: {description}\n",
+                self.seed
+            );
+            save(&in_flight, &bytes, &description);
             let (done, outcome) = mpsc::channel();
             let worker = std::thread::spawn(move || {
                 let _ = done.send(check());
@@ -99,24 +104,29 @@ impl Run {
                 }
             };
             if let Some(what) = failure {
-                let saved = Self::failures_dir().join(format!(
-                    "{}-seed{}-case{number}.bin",
-                    self.target, self.seed
-                ));
-                std::fs::write(&saved, &bytes).expect("save the failing case");
+                let saved = Self::failures_dir()
+                    .join(format!("{}-seed{}-case{number}", self.target, self.seed));
+                save(&saved, &bytes, &description);
                 panic!(
-                    "fuzz {} case {number} (CUTOUT_FUZZ_SEED={}): {what}\n  input saved as {}",
+                    "fuzz {} case {number} (CUTOUT_FUZZ_SEED={}): {what}\n  saved as {}.bin / .txt",
                     self.target,
                     self.seed,
                     saved.display()
                 );
             }
         }
-        let _ = std::fs::remove_file(&in_flight);
+        let _ = std::fs::remove_file(in_flight.with_extension("bin"));
+        let _ = std::fs::remove_file(in_flight.with_extension("txt"));
         tally.cases = number;
         eprintln!("fuzz {}: {tally}", self.target);
         tally
     }
+}
+
+/// A case as `<path>.bin` (its input bytes) and `<path>.txt` (the seed, its number, the rest).
+fn save(path: &std::path::Path, bytes: &[u8], description: &str) {
+    std::fs::write(path.with_extension("bin"), bytes).expect("save a case");
+    std::fs::write(path.with_extension("txt"), description).expect("save a case");
 }
 
 /// How one case ended.
@@ -251,7 +261,7 @@ fn arbitrary_options(rng: &mut Rng) -> Options {
         options.background = Some([rng.byte(), rng.byte(), rng.byte(), rng.byte()]);
     }
     if rng.in_range(0, 5) == 0 {
-        let (w, h) = (rng.in_range(1, 40) as u32, rng.in_range(1, 40) as u32);
+        let (w, h) = (rng.in_range(0, 40) as u32, rng.in_range(0, 40) as u32);
         let picture = RgbaImage::from_raw(w, h, rng.bytes((w * h * 4) as usize)).unwrap();
         options.background_image = Some(Arc::new(picture));
     }
@@ -411,7 +421,8 @@ fn fuzz_mutated_image_files_through_the_whole_pipeline() {
         let options = arbitrary_options(rng);
         let session = session.clone();
         let case = bytes.clone();
-        (bytes, move || {
+        let description = format!("{options:?}");
+        (bytes, description, move || {
             let decoded_size = cutout::decode(&case, options.max_pixels)
                 .ok()
                 .map(|i| i.dimensions());
@@ -444,13 +455,15 @@ fn fuzz_pixels_of_arbitrary_dimensions_and_options() {
         let image = RgbaImage::from_raw(width, height, pixels).unwrap();
         let options = arbitrary_options(rng);
         let session = session.clone();
-        let described = format!("{width}x{height} {options:?}").into_bytes();
-        (described, move || {
-            match session.run(Input::Pixels(&image), &options, &mut |_| {}) {
+        let description = format!("{width}x{height} pixels, {options:?}");
+        (
+            image.as_raw()[..4096.min(image.as_raw().len())].to_vec(),
+            description,
+            move || match session.run(Input::Pixels(&image), &options, &mut |_| {}) {
                 Ok(cutout) => check_result(&cutout, &options, Some((width, height))),
                 Err(e) => refusal(&e),
-            }
-        })
+            },
+        )
     });
     assert!(tally.results > 0, "{tally}");
     // An image with no pixels is refused, whichever side is zero.
@@ -465,6 +478,16 @@ fn fuzz_pixels_of_arbitrary_dimensions_and_options() {
             .map(|e| e.code());
         assert_eq!(err, Some("zero-size"), "{width}x{height}");
     }
+}
+
+fn tiny_description(tiny: &TinyModel) -> String {
+    format!(
+        "tiny model, {}x{}, {}, {} sigmoid",
+        tiny.size,
+        tiny.size,
+        if tiny.fp16 { "fp16" } else { "fp32" },
+        if tiny.sigmoid { "with" } else { "no" }
+    )
 }
 
 /// The tiny models in their variants: fp32 and fp16, with and without a sigmoid, two sizes.
@@ -598,13 +621,16 @@ fn fuzz_mutated_models_through_the_loader_and_a_run() {
         }
         let photo = photo.clone();
         let case = bytes.clone();
-        (bytes, move || match Model::load(&case, &entry) {
-            Err(e) => refusal(&e),
-            Ok(model) => {
-                let options = Options::default();
-                match Session::new(model).run(Input::Pixels(&photo), &options, &mut |_| {}) {
-                    Ok(cutout) => check_result(&cutout, &options, Some(photo.dimensions())),
-                    Err(e) => refusal(&e),
+        let description = format!("a mutated {}", tiny_description(tiny));
+        (bytes, description, move || {
+            match Model::load(&case, &entry) {
+                Err(e) => refusal(&e),
+                Ok(model) => {
+                    let options = Options::default();
+                    match Session::new(model).run(Input::Pixels(&photo), &options, &mut |_| {}) {
+                        Ok(cutout) => check_result(&cutout, &options, Some(photo.dimensions())),
+                        Err(e) => refusal(&e),
+                    }
                 }
             }
         })
