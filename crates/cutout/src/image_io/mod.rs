@@ -342,6 +342,24 @@ fn encode(
     color: image::ExtendedColorType,
     format: OutputFormat,
 ) -> Result<Vec<u8>> {
+    // The formats' own limits on a side, said in words before an encoder says it its way.
+    let largest_side = match format {
+        OutputFormat::Png => u32::MAX,
+        OutputFormat::WebpLossless => 16384,
+        OutputFormat::Jpeg { .. } => 65535,
+    };
+    if width.max(height) > largest_side {
+        return Err(Error::Encode {
+            detail: format!(
+                "a {} holds at most {largest_side} pixels a side and this result is {width}x{height} \
+                 (save it as PNG)",
+                match format {
+                    OutputFormat::Jpeg { .. } => "JPEG",
+                    _ => "WebP",
+                }
+            ),
+        });
+    }
     let mut out = Vec::new();
     let result = match format {
         OutputFormat::Png => image::codecs::png::PngEncoder::new_with_quality(
@@ -561,6 +579,17 @@ mod tests {
                 assert_eq!(err, Err(too_large_message.clone()), "{format:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_result_too_wide_for_its_format_says_so() {
+        let wide = RgbaImage::new(16385, 1);
+        let err = encode_rgba(&wide, OutputFormat::WebpLossless).map_err(|e| e.to_string());
+        assert_eq!(
+            err.err().as_deref(),
+            Some("could not encode the output: a WebP holds at most 16384 pixels a side and this result is 16385x1 (save it as PNG)")
+        );
+        assert!(encode_rgba(&wide, OutputFormat::Png).is_ok());
     }
 
     #[test]
