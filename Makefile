@@ -9,7 +9,7 @@ PORT ?= 8080
 # CI checks decoder parity on a subset to save time; `make parity PARITY_ARGS=` runs it on all.
 PARITY_ARGS ?= --decoder-images 11
 
-.PHONY: serve build package package-tests run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench bench-ab bench-native lighthouse lint format tools fuzz
+.PHONY: serve build package package-tests run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench bench-ab bench-native lighthouse lint format tools fuzz bench-memory
 
 # The web app on http://127.0.0.1:$(PORT)/. Where the IS-Net files are here (../shared/models, or
 # target/models from models/fetch-isnet.sh), the server also plays their public host, so the
@@ -122,13 +122,18 @@ lighthouse: build
 bench-native: venv cli
 	$(PYTHON) bench/bench_native.py
 
+# Peak memory of the CLI and of the npm package in Node, on the example and a 50 MP photo, beside
+# onnxruntime's.
+bench-memory: venv cli package
+	$(PYTHON) bench/memory.py $(BENCH_ARGS)
+
 # The build's and the linters' npm tools (wasm-opt, TypeScript, prettier, the vendored libraries).
 www/node_modules/.installed: www/package-lock.json
 	cd www && npm ci --no-audit --no-fund --silent
 	touch $@
 
 # The JavaScript that prettier formats (quoted: prettier expands the globs).
-JS_SOURCES := 'www/src/**/*.js' 'www/npm/*.{js,d.ts}' 'www/*.mjs' 'www/types/**/*.d.ts' 'tests/browser/*.{mjs,d.ts}' \
+JS_SOURCES := 'www/src/**/*.js' 'www/npm/*.{js,d.ts}' 'www/*.mjs' 'www/types/**/*.d.ts' 'tests/*.mjs' 'tests/browser/*.{mjs,d.ts}' \
   'tests/package/*.mjs' 'bench/*.mjs' 'bench/page/*.js'
 
 # Rust: rustfmt and clippy (native and wasm); JavaScript: tsc over the JSDoc types (the page and

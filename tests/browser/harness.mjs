@@ -247,3 +247,67 @@ export function modelRoutes(entry, bytes, base) {
 export async function cachedModelUrls(page) {
   return page.evaluate(async () => (await (await caches.open('cutout-models-v1')).keys()).map((r) => r.url));
 }
+
+// Firefox (Debian's firefox-esr) over WebDriver BiDi, driven by puppeteer-core: its page has the
+// same goto / evaluate / waitForFunction as Playwright's.
+export function firefoxPath() {
+  return commandPath('firefox-esr') || commandPath('firefox');
+}
+
+export async function launchFirefox() {
+  const { default: puppeteer } = await import('puppeteer-core');
+  const browser = await puppeteer.launch({ browser: 'firefox', executablePath: firefoxPath(), headless: true });
+  const page = await browser.newPage();
+  return { browser, page, close: () => browser.close() };
+}
+
+// WebKitGTK (Safari's engine): Debian's WebKitWebDriver starting MiniBrowser, under xvfb-run (it
+// needs a display), driven by selenium-webdriver.
+const MINIBROWSER = '/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser';
+export function webkitMissing() {
+  if (!commandPath('WebKitWebDriver')) return 'WebKitWebDriver is not installed (webkit2gtk-driver)';
+  if (!existsSync(MINIBROWSER)) return `MiniBrowser is not at ${MINIBROWSER}`;
+  if (!commandPath('xvfb-run')) return 'xvfb-run is not installed (xvfb)';
+  return false;
+}
+
+export async function launchWebKit() {
+  const { spawn } = await import('node:child_process');
+  const { createServer: createNetServer } = await import('node:net');
+  const { Builder } = await import('selenium-webdriver');
+  const port = await new Promise((ok) => {
+    const probe = createNetServer().listen(0, '127.0.0.1', () => {
+      const { port } = /** @type {import('node:net').AddressInfo} */ (probe.address());
+      probe.close(() => ok(port));
+    });
+  });
+  // Its own process group, so that closing ends xvfb-run, Xvfb, the driver and the browser.
+  const driverProcess = spawn('xvfb-run', ['-a', 'WebKitWebDriver', `--port=${port}`], { stdio: 'ignore', detached: true });
+  const capabilities = { browserName: 'MiniBrowser', 'webkitgtk:browserOptions': { binary: MINIBROWSER, args: ['--automation'] } };
+  let driver;
+  for (let attempt = 0; !driver; attempt++) {
+    try {
+      driver = await new Builder().usingServer(`http://127.0.0.1:${port}`).withCapabilities(capabilities).build();
+    } catch (e) {
+      if (attempt > 40) throw e;
+      await new Promise((ok) => setTimeout(ok, 250));
+    }
+  }
+  return {
+    driver,
+    close: async () => {
+      await driver.quit().catch(() => {});
+      try {
+        process.kill(-driverProcess.pid);
+      } catch {}
+    },
+  };
+}
+
+function commandPath(name) {
+  try {
+    return execSync(`command -v ${name}`, { shell: '/bin/bash' }).toString().trim() || null;
+  } catch {
+    return null;
+  }
+}

@@ -1,11 +1,25 @@
 // Threads: on a static host that sends no isolation headers, the first visit runs the
 // single-threaded build (and works); the service worker then adds COOP/COEP, so from the next
-// visit the page is cross-origin isolated and runs the multi-threaded build on every core.
+// visit the page is cross-origin isolated and runs the multi-threaded build on every core. A pool
+// whose workers never start falls back to one thread after a bounded wait, and says so.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ISNET_SHA256, SHARED, chromiumPath, photosMissing, inspectResult, itemInfo, launch, modelDir, serve, waitForItem, waitForModel } from './harness.mjs';
+import {
+  DIST,
+  ISNET_SHA256,
+  SHARED,
+  chromiumPath,
+  photosMissing,
+  inspectResult,
+  itemInfo,
+  launch,
+  modelDir,
+  serve,
+  waitForItem,
+  waitForModel,
+} from './harness.mjs';
 
 const models = modelDir();
 const skip = !models ? 'the IS-Net model is not available (run models/fetch-isnet.sh)' : !chromiumPath() ? 'chromium is not installed' : false;
@@ -65,4 +79,45 @@ test('no isolation: one thread; after the service worker isolates the page: all 
   assert.equal(Number(second.threads), cores);
   assert.match(await page.textContent('#engine-info'), new RegExp(`${cores} thread`));
   await cutOutExample(page, 'second-visit.jpg');
+});
+
+test('a thread pool whose workers never start: one thread after a bounded wait, said on the page', { skip: skipPhotos }, async () => {
+  // The pool's worker script: served to the engine's worker, which imports it, never answered
+  // as the script of a pool worker.
+  const snippets = join(DIST, 'pkg-threads/snippets');
+  const rayon = readdirSync(snippets).find((dir) => dir.startsWith('wasm-bindgen-rayon-'));
+  const helpers = `/pkg-threads/snippets/${rayon}/src/workerHelpers.js`;
+  const source = readFileSync(join(DIST, helpers));
+  const held = [];
+  const poolScript = (req, res) => {
+    // A Worker's own script is fetched in same-origin mode; the imports of a module in cors mode.
+    if (req.headers['sec-fetch-dest'] === 'worker' && req.headers['sec-fetch-mode'] === 'same-origin') return held.push(res);
+    res.writeHead(200, { 'Content-Type': 'text/javascript', 'Cache-Control': 'no-store', 'Cross-Origin-Resource-Policy': 'same-origin' });
+    res.end(source);
+  };
+  const isolated = await serve({ mounts: { '/models': models }, handlers: { [helpers]: poolScript } });
+  // Without the service worker, which would serve the script from its cache once it controls
+  // the page.
+  const own = await launch({ serviceWorkers: 'block' });
+  try {
+    const { page } = own;
+    const started = Date.now();
+    await page.goto(`${isolated.base}/?model=${MODEL}&sha256=${ISNET_SHA256}`);
+    await waitForModel(page);
+    assert.equal(await page.evaluate(() => crossOriginIsolated), true);
+    assert.ok(held.length >= 1, 'the pool asked for its workers');
+    const engine = await page.evaluate(() => ({ ...document.body.dataset }));
+    assert.equal(engine.variant, 'relaxed');
+    assert.equal(engine.threads, '1');
+    assert.match(
+      await page.textContent('#engine-info'),
+      /1 thread \(the thread pool failed \(its \d+ worker threads did not start within 10 s\), so one thread is used\)/,
+    );
+    assert.ok(Date.now() - started < 60_000, `ready after ${Date.now() - started} ms`);
+    await cutOutExample(page, 'no-pool.jpg');
+  } finally {
+    await own.close();
+    held.forEach((res) => res.destroy());
+    await isolated.close();
+  }
 });

@@ -6,7 +6,8 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ISNET_SHA256, ROOT, SHARED, chromiumPath, launch, modelDir, photosMissing, serve } from '../browser/harness.mjs';
+import { ISNET_SHA256, ROOT, SHARED, chromiumPath, firefoxPath, launch, launchFirefox, modelDir, photosMissing, serve } from '../browser/harness.mjs';
+import { brokenImages } from '../broken-images.mjs';
 import { readPng } from './png.mjs';
 
 const models = modelDir();
@@ -75,9 +76,17 @@ const aborted = removeBackground(${JSON.stringify(example)}, { model, signal: co
 setTimeout(() => controller.abort(), 300);
 const abort = await aborted.then(() => 'resolved', (e) => e.name);
 const afterAbort = (await removeBackground(${JSON.stringify(example)}, { model })).type;
+// Every kind of broken image is refused with its reason; an unusual valid one works.
+const { brokenImages } = await import(${JSON.stringify(join(ROOT, 'tests/broken-images.mjs'))});
+const { readFileSync } = await import('node:fs');
+const broken = {};
+for (const { name, bytes } of brokenImages(readFileSync(${JSON.stringify(camel)}))) {
+  broken[name] = await removeBackground(bytes, { model }).then((b) => ({ type: b.type }), (e) => ({ message: e.message, code: e.code }));
+}
+const afterBroken = (await removeBackground(${JSON.stringify(camel)}, { model })).type;
 const { models } = await import('cutout-wasm');
 const listed = models.models.map((m) => ({ id: m.id, licence: m.licence, licenceUrl: m.licence_url }));
-console.log(JSON.stringify({ type: blob.type, size: blob.size, stages, errors, ticks, elapsed, abort, afterAbort, default: models.default, listed }));`,
+console.log(JSON.stringify({ type: blob.type, size: blob.size, stages, errors, ticks, elapsed, abort, afterAbort, broken, afterBroken, default: models.default, listed }));`,
   );
   const cache = mkdtempSync(join(tmpdir(), 'cutout-node-cache-'));
   const result = JSON.parse(
@@ -89,6 +98,12 @@ console.log(JSON.stringify({ type: blob.type, size: blob.size, stages, errors, t
   assert.ok(result.ticks >= result.elapsed / 20 / 3, `the event loop kept running: ${result.ticks} ticks of 20 ms in ${result.elapsed} ms`);
   assert.equal(result.abort, 'AbortError');
   assert.equal(result.afterAbort, 'image/png');
+  for (const { name, expected, works } of brokenImages(readFileSync(camel))) {
+    const outcome = result.broken[name];
+    if (works) assert.equal(outcome.type, 'image/png', `${name}: ${JSON.stringify(outcome)}`);
+    else assert.match(outcome.message || '', expected, `${name}: ${JSON.stringify(outcome)}`);
+  }
+  assert.equal(result.afterBroken, 'image/png', 'the next good image still works');
   assert.equal(result.default, 'isnet-fp16');
   for (const m of result.listed) assert.ok(m.licence && m.licenceUrl, `${m.id} lists its licence`);
   assert.match(result.errors.offline, /https:\/\/staticimgly\.com\/@imgly\/background-removal-data\/1\.4\.5\/dist\/fe1b9f06/);
@@ -172,15 +187,25 @@ function checkExercise(result) {
   assert.deepEqual(result.elementDownload, { href: 'blob:', name: 'camel_00000-cutout.png', hidden: false });
 }
 
-async function runSite(root) {
+// The site at `root` in Chromium (Playwright) or Firefox (puppeteer-core over WebDriver BiDi,
+// whose page has the same goto / evaluate / waitForFunction).
+async function runSite(root, engine = 'chromium') {
   const server = await serve({ root, mounts: { '/models': models, '/fixtures': FIXTURES } });
+  let firefox;
   try {
-    browser ??= await launch();
-    const page = await browser.context.newPage();
+    let page;
+    if (engine === 'firefox') {
+      firefox = await launchFirefox();
+      page = firefox.page;
+    } else {
+      browser ??= await launch();
+      page = await browser.context.newPage();
+    }
     await page.goto(`${server.base}/`);
     await page.waitForFunction(() => window.cutout !== undefined);
     return await exercise(page);
   } finally {
+    await firefox?.close();
     await server.close();
   }
 }
@@ -193,12 +218,23 @@ test('a fresh Vite app bundles the package without configuration and runs it', {
   checkExercise(await runSite(join(dir, 'dist')));
 });
 
-test('a plain HTML page uses the package from node_modules with no build step', { skip: skip || (!chromiumPath() && 'no chromium') }, async () => {
-  const dir = project('plain-page', { 'cutout-wasm': `file:${tarball}` });
-  writeFileSync(join(dir, 'index.html'), '<!doctype html><title>plain + cutout-wasm</title><script type="module" src="main.js"></script>');
+// A page that loads the package from node_modules (made once, for each browser that runs it).
+let plainPageDir;
+function plainPage() {
+  if (plainPageDir) return plainPageDir;
+  plainPageDir = project('plain-page', { 'cutout-wasm': `file:${tarball}` });
+  writeFileSync(join(plainPageDir, 'index.html'), '<!doctype html><title>plain + cutout-wasm</title><script type="module" src="main.js"></script>');
   writeFileSync(
-    join(dir, 'main.js'),
+    join(plainPageDir, 'main.js'),
     "import * as cutout from './node_modules/cutout-wasm/index.js';\nimport './node_modules/cutout-wasm/element.js';\nwindow.cutout = cutout;\n",
   );
-  checkExercise(await runSite(dir));
+  return plainPageDir;
+}
+
+test('a plain HTML page uses the package from node_modules with no build step', { skip: skip || (!chromiumPath() && 'no chromium') }, async () => {
+  checkExercise(await runSite(plainPage()));
+});
+
+test('the same page in Firefox', { skip: skip || (!firefoxPath() && 'firefox-esr is not installed') }, async () => {
+  checkExercise(await runSite(plainPage(), 'firefox'));
 });

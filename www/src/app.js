@@ -59,7 +59,8 @@ function onReady(ready) {
   state.workerReady = true;
   state.manifest = state.manifest || ready.manifest;
   $('engine-info').textContent =
-    `Engine: tract, WebAssembly ${ready.variant === 'simd' ? 'SIMD' : 'relaxed SIMD'}, ` + `${ready.threads} thread${ready.threads === 1 ? '' : 's'}.`;
+    `Engine: tract, WebAssembly ${ready.variant === 'simd' ? 'SIMD' : 'relaxed SIMD'}, ` +
+    `${ready.threads} thread${ready.threads === 1 ? '' : 's'}${ready.notice ? ` (${ready.notice})` : ''}.`;
   document.body.dataset.threads = String(ready.threads);
   document.body.dataset.variant = ready.variant;
   // The service worker keeps only the wasm build in use: tell it which (it may not have seen the
@@ -77,14 +78,22 @@ function onModelProgress(loaded, total) {
   setModelStatus(`Downloading the model: ${mb(loaded)}${total ? ` of ${mb(total)}` : ''}`);
 }
 
-function onModelReady(info) {
+// `warnings`: what the worker said while it loaded the model (why it is not stored, say): they
+// stay on screen beside "ready" instead of being replaced by it.
+function onModelReady(info, warnings = []) {
   state.modelReady = true;
   state.modelError = null;
   $('model-progress').classList.add('invisible');
   $('model-retry').hidden = true;
   $('model-choose').hidden = true;
-  const how = info.reused ? '' : info.fromCache ? ' (from this browser’s storage)' : ' (downloaded and stored for next time)';
-  setModelStatus(`Model ready${how}.`, 'ok');
+  const how = info.reused
+    ? ''
+    : info.fromCache
+      ? ' (from this browser’s storage)'
+      : info.stored
+        ? ' (downloaded and stored for next time)'
+        : ' (downloaded; not stored, so the next visit downloads it again)';
+  setModelStatus([`Model ready${how}.`, ...warnings].join(' '), warnings.length ? 'warning' : 'ok');
   document.body.dataset.modelReady = 'true';
   document.body.dataset.modelFromCache = String(Boolean(info.fromCache));
   if (info.compileMs) document.body.dataset.modelCompileMs = String(Math.round(info.compileMs));
@@ -265,13 +274,16 @@ function requestModel(model, status) {
   showModelDetails();
   setModelStatus(status);
   const current = () => state.model?.key === model.key;
-  state.engine
-    .loadModel(model, { onProgress: onModelProgress, onStatus: (kind, message) => setModelStatus(message, kind === 'warning' ? 'warning' : '') })
-    .then(
-      (info) => current() && onModelReady(info),
-      // Not a ModelLoadError: the engine was stopped or crashed, and reloads the model when it restarts.
-      (error) => current() && error instanceof ModelLoadError && onModelError(error),
-    );
+  const warnings = [];
+  const onStatus = (kind, message) => {
+    if (kind === 'warning') warnings.push(message);
+    setModelStatus(message, kind === 'warning' ? 'warning' : '');
+  };
+  state.engine.loadModel(model, { onProgress: onModelProgress, onStatus }).then(
+    (info) => current() && onModelReady(info, warnings),
+    // Not a ModelLoadError: the engine was stopped or crashed, and reloads the model when it restarts.
+    (error) => current() && error instanceof ModelLoadError && onModelError(error),
+  );
 }
 
 function setModelStatus(text, kind = '') {

@@ -60,7 +60,8 @@ async function recordHash(url, sha256) {
 /**
  * @param {import('./protocol.js').ResolvedModel} model
  * @param {{onProgress?: (loaded: number, total: number) => void, onWarning?: (message: string) => void}} [callbacks]
- * @returns {Promise<{bytes: Uint8Array, fromCache: boolean, sha256: string}>}
+ * @returns {Promise<{bytes: Uint8Array, fromCache: boolean, stored: boolean, sha256: string}>}
+ *   `stored`: the model is in the Cache API (for a download: it could be written there).
  */
 export async function fetchModel(model, { onProgress = () => {}, onWarning = () => {} } = {}) {
   const cache = await openCache();
@@ -76,7 +77,7 @@ export async function fetchModel(model, { onProgress = () => {}, onWarning = () 
       await cache.delete(model.url); // damaged in storage: fetch it again
     } else if (!expected || actual === expected) {
       onProgress(bytes.length, bytes.length);
-      return { bytes, fromCache: true, sha256: actual };
+      return { bytes, fromCache: true, stored: true, sha256: actual };
     }
     // Otherwise the stored file is fine but not the one asked for: leave it and download.
   }
@@ -94,6 +95,7 @@ export async function fetchModel(model, { onProgress = () => {}, onWarning = () 
       `The model at ${model.url} has no pinned sha256: its sha256 ${actual} is recorded now (trusted on first download), and a different file from this URL will be refused.`,
     );
   }
+  let stored = false;
   if (cache) {
     try {
       const headers = {
@@ -103,13 +105,14 @@ export async function fetchModel(model, { onProgress = () => {}, onWarning = () 
         'x-cutout-id': model.entry?.id || '',
       };
       await cache.put(model.url, new Response(bytes, { headers }));
+      stored = true;
     } catch (e) {
       onWarning(
         `Could not keep the model for offline use (${e.name === 'QuotaExceededError' ? 'browser storage is full: delete other models or site data' : e.message}); it will be downloaded again next time.`,
       );
     }
   }
-  return { bytes, fromCache: false, sha256: actual };
+  return { bytes, fromCache: false, stored, sha256: actual };
 }
 
 // A fetch that failed before any response: offline, a host that does not allow this site (no

@@ -97,8 +97,9 @@ export const STAGES = /** @type {const} */ (['decode', 'preprocess', 'inference'
 // ---- worker -> client -----------------------------------------------------------------------
 
 /**
- * The engine is instantiated: `variant` is the wasm build in use, loaded from `wasmUrl`.
- * @typedef {{type: 'ready', id: number, variant: 'simd' | 'relaxed' | 'threads', threads: number, manifest: any, wasmUrl: string, instantiateMs: number}} ReadyReply
+ * The engine is instantiated: `variant` is the wasm build in use, loaded from `wasmUrl`;
+ * `notice` says why it runs on fewer threads than it could (a thread pool that did not start).
+ * @typedef {{type: 'ready', id: number, variant: 'simd' | 'relaxed' | 'threads', threads: number, notice?: string, manifest: any, wasmUrl: string, instantiateMs: number}} ReadyReply
  */
 /** Model download progress, in bytes (`total` 0 when unknown). @typedef {{type: 'model-progress', id: number, loaded: number, total: number}} ModelProgressReply */
 /** @typedef {{type: 'model-status', id: number, state: 'warning' | 'compiling', message: string}} ModelStatusReply */
@@ -108,6 +109,7 @@ export const STAGES = /** @type {const} */ (['decode', 'preprocess', 'inference'
  * @property {boolean} [cached]
  * @property {boolean} [reused] the engine already had this model
  * @property {boolean} [fromCache] read from the Cache API, not downloaded
+ * @property {boolean} [stored] in the Cache API for the next visit (false: storage full or unavailable)
  * @property {number} [bytes]
  * @property {number} [fetchMs]
  * @property {number} [compileMs]

@@ -107,7 +107,9 @@ sw.addEventListener('fetch', (event) => {
         const kept = await builds.match(request, { ignoreSearch: true });
         if (kept) return isolated(kept);
         const response = await fetch(request);
-        if (response.ok) await builds.put(request.url, response.clone());
+        // Kept for offline use where there is room: a full storage quota must not cost the
+        // page its engine.
+        if (response.ok) event.waitUntil(builds.put(request.url, response.clone()).catch(() => {}));
         return isolated(response);
       }
       const cache = await caches.open(SHELL_CACHE);

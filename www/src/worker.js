@@ -35,6 +35,19 @@ function requestedThreads() {
   return param >= 1 ? param : navigator.hardwareConcurrency || 1;
 }
 
+// The pool's workers normally start in well under a second. One that never starts (its script
+// blocked or never served, a browser limit on nested workers) would leave the engine waiting for
+// ever: after this long the single-threaded build takes over, and the page says why.
+const THREAD_POOL_TIMEOUT_MS = 10_000;
+
+function withinTime(promise, ms, message) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
 async function pickVariant(threads) {
   const forced = params.get('variant');
   if (forced in BUILDS) return forced;
@@ -69,20 +82,23 @@ async function init(id) {
     await instantiate(variant);
   }
   let threads = 1;
+  let notice;
   if (wasm.threadsSupported()) {
     try {
-      await wasm.initThreadPool(wanted);
+      const seconds = THREAD_POOL_TIMEOUT_MS / 1000;
+      await withinTime(wasm.initThreadPool(wanted), THREAD_POOL_TIMEOUT_MS, `its ${wanted} worker threads did not start within ${seconds} s`);
       threads = wasm.useThreads(wanted);
     } catch (e) {
-      // No threads after all (e.g. nested workers refused): the single-threaded build.
-      console.warn(`Cutout: no thread pool (${e.message}); using one thread`);
+      // No threads after all (nested workers refused or never started): the single-threaded build.
+      notice = `the thread pool failed (${e.message}), so one thread is used`;
+      console.warn(`Cutout: ${notice}`);
       variant = 'relaxed';
       await instantiate(variant);
     }
   }
   const manifest = JSON.parse(wasm.manifestJson());
   const wasmUrl = BUILDS[variant].wasm.href;
-  post({ type: 'ready', id, variant, threads, manifest, wasmUrl, instantiateMs: performance.now() - started });
+  post({ type: 'ready', id, variant, threads, notice, manifest, wasmUrl, instantiateMs: performance.now() - started });
 }
 
 async function loadModel(id, model) {
@@ -98,6 +114,7 @@ async function loadModel(id, model) {
   }
   let bytes;
   let fromCache = false;
+  let stored = false;
   // The sha256 the engine checks: a file's, if one was given. Downloaded or cached bytes were
   // checked by fetchModel (SubtleCrypto, native code); hashing them again in wasm is slow.
   let engineSha256 = null;
@@ -112,6 +129,7 @@ async function loadModel(id, model) {
     });
     bytes = result.bytes;
     fromCache = result.fromCache;
+    stored = result.stored;
   }
   const fetchedMs = performance.now() - started;
   post({ type: 'model-status', id, state: 'compiling', message: 'Preparing the model…' });
@@ -125,6 +143,7 @@ async function loadModel(id, model) {
     info: {
       key,
       fromCache,
+      stored,
       bytes: bytes.length,
       fetchMs: fetchedMs,
       compileMs: performance.now() - compileStarted,
