@@ -33,12 +33,7 @@ export function modelDir() {
 }
 
 export function chromiumPath() {
-  if (process.env.CHROMIUM) return process.env.CHROMIUM;
-  try {
-    return execSync('command -v chromium || command -v chromium-browser', { shell: '/bin/bash' }).toString().trim();
-  } catch {
-    return null;
-  }
+  return process.env.CHROMIUM || commandPath('chromium') || commandPath('chromium-browser');
 }
 
 // Starts the server; `hits` counts requests per path, `sent` the bytes sent per path (as on the
@@ -304,6 +299,7 @@ export async function launchWebKit() {
   };
 }
 
+// The program's path on PATH, or null.
 function commandPath(name) {
   try {
     return execSync(`command -v ${name}`, { shell: '/bin/bash' }).toString().trim() || null;

@@ -215,7 +215,9 @@ fn output_format(args: &Args) -> Result<OutputFormat, CliError> {
     let from_extension = args
         .output
         .as_deref()
-        .filter(|p| !p.is_dir() && !p.to_string_lossy().ends_with('/') && !p.starts_with("/dev"))
+        .filter(|p| {
+            !p.is_dir() && !p.to_string_lossy().ends_with('/') && !output::is_device_path(p)
+        })
         .and_then(|p| p.extension())
         .map(|e| e.to_string_lossy().into_owned());
     match (from_flag, from_extension) {

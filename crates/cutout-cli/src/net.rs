@@ -117,10 +117,7 @@ impl<'a> Transfer<'a> {
 
     /// A read error: the socket's own timeout is the stall limit.
     fn read_failed(&self, e: std::io::Error, total: u64, of: &str) -> CliError {
-        if matches!(
-            e.kind(),
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-        ) {
+        if is_timeout(&e) {
             return self.stalled(total);
         }
         CliError::download(format!(
@@ -128,6 +125,14 @@ impl<'a> Transfer<'a> {
             self.url
         ))
     }
+}
+
+/// A socket read or connect that ran into its timeout (the platforms name it either way).
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    )
 }
 
 pub fn is_url(text: &str) -> bool {
@@ -178,12 +183,7 @@ fn get(agent: &ureq::Agent, url: &str) -> Result<ureq::Response, CliError> {
         ureq::Error::Transport(t) => {
             let timed_out = std::error::Error::source(&t)
                 .and_then(|s| s.downcast_ref::<std::io::Error>())
-                .is_some_and(|io| {
-                    matches!(
-                        io.kind(),
-                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-                    )
-                });
+                .is_some_and(is_timeout);
             if timed_out && t.kind() == ureq::ErrorKind::ConnectionFailed {
                 return CliError::download(format!(
                     "could not connect to {url} within {} s (offline, or the host is unreachable)",

@@ -90,12 +90,17 @@ enum Existing {
     DanglingLink(PathBuf),
 }
 
+/// Whether `path` names a device (/dev/stdout may lead to the regular file a shell redirected
+/// output to: still a device path, written into, its name no guide to a format).
+pub fn is_device_path(path: &Path) -> bool {
+    path.starts_with("/dev")
+}
+
 fn existing(path: &Path) -> Existing {
     let Ok(own) = fs::symlink_metadata(path) else {
         return Existing::Nothing;
     };
-    // /dev/stdout may lead to the regular file a shell redirected output to: still a device path.
-    if path.starts_with("/dev") {
+    if is_device_path(path) {
         return Existing::Special;
     }
     let followed = if own.file_type().is_symlink() {

@@ -31,6 +31,29 @@ pub fn encode(image: &RgbaImage, format: ImageFormat) -> Vec<u8> {
     out.into_inner()
 }
 
+/// Every format the engine reads.
+pub const IMAGE_FORMATS: [ImageFormat; 6] = [
+    ImageFormat::Png,
+    ImageFormat::Jpeg,
+    ImageFormat::Gif,
+    ImageFormat::Bmp,
+    ImageFormat::WebP,
+    ImageFormat::Tiff,
+];
+
+/// `jpeg` with an EXIF block holding a thumbnail, whose own end marker sits near the start of
+/// the file (a check that looks for an end marker finds it).
+pub fn jpeg_with_exif_thumbnail(jpeg: &[u8]) -> Vec<u8> {
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8]);
+    let thumbnail = [&[0xFF, 0xD8][..], &[0x55; 40], &[0xFF, 0xD9]].concat();
+    let exif = [&b"Exif\0\0"[..], &thumbnail].concat();
+    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
+    out.extend(((exif.len() + 2) as u16).to_be_bytes());
+    out.extend(&exif);
+    out.extend(&jpeg[2..]);
+    out
+}
+
 /// Wraps a baseline JPEG with an EXIF APP1 segment carrying `orientation` (1-8).
 pub fn jpeg_with_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
     assert_eq!(&jpeg[..2], &[0xFF, 0xD8]);
@@ -102,8 +125,7 @@ fn bmp_header(width: i32, height: i32) -> Vec<u8> {
     out
 }
 
-/// A camera-like JPEG: noise (so the scan is long), with an EXIF block holding a thumbnail whose
-/// own end marker sits near the start of the file.
+/// A camera-like JPEG: noise (so the scan is long), with an EXIF thumbnail.
 fn camera_like_jpeg() -> Vec<u8> {
     let (width, height) = (256, 192);
     let noise = crate::Rng::new(0x5EED).bytes((width * height * 3) as usize);
@@ -112,14 +134,7 @@ fn camera_like_jpeg() -> Vec<u8> {
     DynamicImage::ImageRgb8(rgb)
         .write_to(&mut jpeg, ImageFormat::Jpeg)
         .expect("encode test image");
-    let jpeg = jpeg.into_inner();
-    let thumbnail = [&[0xFF, 0xD8][..], &[0x55; 40], &[0xFF, 0xD9]].concat();
-    let exif = [&b"Exif\0\0"[..], &thumbnail].concat();
-    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
-    out.extend(((exif.len() + 2) as u16).to_be_bytes());
-    out.extend(&exif);
-    out.extend(&jpeg[2..]);
-    out
+    jpeg_with_exif_thumbnail(&jpeg.into_inner())
 }
 
 /// A minimal WebP (VP8X) header whose canvas is `width`x`height`.

@@ -35,6 +35,16 @@ impl Rng {
         (low as i64 + (self.next_u64() % span) as i64) as i32
     }
 
+    /// An index into a collection of `len` items (`len` > 0).
+    pub fn index(&mut self, len: usize) -> usize {
+        (self.next_u64() % len as u64) as usize
+    }
+
+    /// One of `items` (not empty).
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.index(items.len())]
+    }
+
     /// A float in `[-1, 1]`, in steps of 1/1000 (exactly representable sums stay small).
     pub fn unit(&mut self) -> f32 {
         self.in_range(-1000, 1000) as f32 / 1000.0

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use cutout::{
     image_io::DEFAULT_MAX_PIXELS, Input, Model, Options, OutputFormat, OutputKind, Session,
 };
-use cutout_testkit::{encode, red_square_on_blue, workspace_root, Rng, TinyModel};
+use cutout_testkit::{encode, red_square_on_blue, workspace_root, Rng, TinyModel, IMAGE_FORMATS};
 use image::{DynamicImage, ImageFormat, RgbaImage};
 use tract_onnx::pb;
 
@@ -208,11 +208,7 @@ fn check_result(
             return Outcome::Wrong(format!("{width}x{height} is over max_side {max_side}"));
         }
     }
-    let format = match options.format {
-        OutputFormat::Png => ImageFormat::Png,
-        OutputFormat::WebpLossless => ImageFormat::WebP,
-        OutputFormat::Jpeg { .. } => ImageFormat::Jpeg,
-    };
+    let format = ImageFormat::from_extension(options.format.extension()).expect("an image format");
     match image::load_from_memory_with_format(&cutout.encoded, format) {
         Ok(decoded) if decoded.width() == width && decoded.height() == height => Outcome::Result,
         Ok(decoded) => Outcome::Wrong(format!(
@@ -226,8 +222,6 @@ fn check_result(
 
 /// Arbitrary options, the odd ones included (zero and enormous sizes and margins).
 fn arbitrary_options(rng: &mut Rng) -> Options {
-    let pick =
-        |rng: &mut Rng, values: &[u32]| values[rng.in_range(0, values.len() as i32 - 1) as usize];
     let mut options = Options {
         kind: if rng.in_range(0, 3) == 0 {
             OutputKind::Mask
@@ -247,15 +241,15 @@ fn arbitrary_options(rng: &mut Rng) -> Options {
         max_pixels: if rng.in_range(0, 7) == 0 {
             DEFAULT_MAX_PIXELS
         } else {
-            pick(rng, &[1, 4096, 1 << 20, 4 << 20, 4 << 20, 16 << 20]) as u64
+            *rng.pick(&[1, 4096, 1 << 20, 4 << 20, 4 << 20, 16 << 20])
         },
         ..Options::default()
     };
     if rng.in_range(0, 2) == 0 {
-        options.crop_margin = Some(pick(rng, &[0, 1, 7, 300, u32::MAX / 2, u32::MAX]));
+        options.crop_margin = Some(*rng.pick(&[0, 1, 7, 300, u32::MAX / 2, u32::MAX]));
     }
     if rng.in_range(0, 3) == 0 {
-        options.max_side = Some(pick(rng, &[0, 1, 2, 17, 64, u32::MAX]));
+        options.max_side = Some(*rng.pick(&[0, 1, 2, 17, 64, u32::MAX]));
     }
     if rng.in_range(0, 3) == 0 {
         options.background = Some([rng.byte(), rng.byte(), rng.byte(), rng.byte()]);
@@ -278,17 +272,10 @@ fn tiny_session() -> Arc<Session> {
 /// Small real files of every format and of the variants decoders treat differently.
 fn image_seeds() -> Vec<Vec<u8>> {
     let subject = red_square_on_blue(40, 30);
-    let mut seeds: Vec<Vec<u8>> = [
-        ImageFormat::Png,
-        ImageFormat::Jpeg,
-        ImageFormat::Gif,
-        ImageFormat::Bmp,
-        ImageFormat::WebP,
-        ImageFormat::Tiff,
-    ]
-    .into_iter()
-    .map(|format| encode(&subject, format))
-    .collect();
+    let mut seeds: Vec<Vec<u8>> = IMAGE_FORMATS
+        .into_iter()
+        .map(|format| encode(&subject, format))
+        .collect();
     let encode_dynamic = |image: DynamicImage, format: ImageFormat| {
         let mut out = std::io::Cursor::new(Vec::new());
         image.write_to(&mut out, format).expect("encode a seed");
@@ -362,7 +349,7 @@ fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
                 bytes[i] = INTERESTING[rng.in_range(0, 5) as usize] as u8;
             }
             2 => {
-                let value = INTERESTING[rng.in_range(0, INTERESTING.len() as i32 - 1) as usize];
+                let value = *rng.pick(&INTERESTING);
                 let wide = rng.in_range(0, 1) == 0;
                 let raw = match (wide, rng.in_range(0, 1) == 0) {
                     (true, true) => value.to_be_bytes().to_vec(),
@@ -416,7 +403,7 @@ fn fuzz_mutated_image_files_through_the_whole_pipeline() {
     let session = tiny_session();
     let seeds = image_seeds();
     let tally = run.cases(|rng| {
-        let mut bytes = seeds[rng.in_range(0, seeds.len() as i32 - 1) as usize].clone();
+        let mut bytes = rng.pick(&seeds).clone();
         mutate(rng, &mut bytes);
         let options = arbitrary_options(rng);
         let session = session.clone();
@@ -546,41 +533,39 @@ fn mutate_graph(rng: &mut Rng, model: &mut pb::ModelProto) {
             {
                 if let Some(shape) = t.shape.as_mut() {
                     if !shape.dim.is_empty() {
-                        let i = rng.in_range(0, shape.dim.len() as i32 - 1) as usize;
-                        shape.dim[i].value = Some(Value::DimValue(
-                            dims[rng.in_range(0, dims.len() as i32 - 1) as usize],
-                        ));
+                        let i = rng.index(shape.dim.len());
+                        shape.dim[i].value = Some(Value::DimValue(*rng.pick(&dims)));
                     }
                 }
             }
         }
         1 if !graph.initializer.is_empty() => {
-            let i = rng.in_range(0, graph.initializer.len() as i32 - 1) as usize;
+            let i = rng.index(graph.initializer.len());
             let t = &mut graph.initializer[i];
             if !t.dims.is_empty() {
-                let d = rng.in_range(0, t.dims.len() as i32 - 1) as usize;
-                t.dims[d] = dims[rng.in_range(0, dims.len() as i32 - 1) as usize];
+                let d = rng.index(t.dims.len());
+                t.dims[d] = *rng.pick(&dims);
             }
         }
         2 if !graph.node.is_empty() => {
-            let i = rng.in_range(0, graph.node.len() as i32 - 1) as usize;
-            graph.node[i].op_type = ops[rng.in_range(0, ops.len() as i32 - 1) as usize].into();
+            let i = rng.index(graph.node.len());
+            graph.node[i].op_type = (*rng.pick(&ops)).into();
         }
         3 if !graph.node.is_empty() => {
-            let i = rng.in_range(0, graph.node.len() as i32 - 1) as usize;
+            let i = rng.index(graph.node.len());
             graph.node.remove(i);
         }
         4 if !graph.initializer.is_empty() => {
-            let i = rng.in_range(0, graph.initializer.len() as i32 - 1) as usize;
+            let i = rng.index(graph.initializer.len());
             graph.initializer[i].data_type = rng.in_range(0, 20);
         }
         5 if !graph.node.is_empty() => {
-            let i = rng.in_range(0, graph.node.len() as i32 - 1) as usize;
+            let i = rng.index(graph.node.len());
             let names = ["input", "mask_w", "logits", "missing", ""];
             let node = &mut graph.node[i];
             if !node.input.is_empty() {
-                let k = rng.in_range(0, node.input.len() as i32 - 1) as usize;
-                node.input[k] = names[rng.in_range(0, names.len() as i32 - 1) as usize].into();
+                let k = rng.index(node.input.len());
+                node.input[k] = (*rng.pick(&names)).into();
             }
         }
         _ => {
@@ -591,7 +576,7 @@ fn mutate_graph(rng: &mut Rng, model: &mut pb::ModelProto) {
                         [rng.in_range(0, 5) as usize]
                         .into(),
                     r#type: pb::attribute_proto::AttributeType::Int as i32,
-                    i: dims[rng.in_range(0, dims.len() as i32 - 1) as usize],
+                    i: *rng.pick(&dims),
                     ..Default::default()
                 });
             }
@@ -606,7 +591,7 @@ fn fuzz_mutated_models_through_the_loader_and_a_run() {
     let seeds = model_seeds();
     let photo = red_square_on_blue(24, 18);
     let tally = run.cases(|rng| {
-        let tiny = &seeds[rng.in_range(0, seeds.len() as i32 - 1) as usize];
+        let tiny = rng.pick(&seeds);
         let entry = tiny.entry();
         let mut bytes = tiny.onnx_bytes();
         // Half the cases change the graph's meaning, half its bytes (the parser's side).

@@ -246,35 +246,19 @@ fn tiff(bytes: &[u8]) -> Header {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image_io::{encode_rgba, OutputFormat};
-    use image::{DynamicImage, RgbaImage};
+    use cutout_testkit::{encode, IMAGE_FORMATS};
+    use image::RgbaImage;
 
     fn encoded(format: ImageFormat, width: u32, height: u32) -> Vec<u8> {
         let image = RgbaImage::from_fn(width, height, |x, y| {
             image::Rgba([x as u8, y as u8, 90, 255])
         });
-        match format {
-            ImageFormat::Png => encode_rgba(&image, OutputFormat::Png).unwrap(),
-            ImageFormat::WebP => encode_rgba(&image, OutputFormat::WebpLossless).unwrap(),
-            _ => {
-                let mut out = std::io::Cursor::new(Vec::new());
-                let rgb = DynamicImage::ImageRgba8(image).into_rgb8();
-                rgb.write_to(&mut out, format).unwrap();
-                out.into_inner()
-            }
-        }
+        encode(&image, format)
     }
 
     #[test]
     fn every_format_says_its_size_from_its_first_bytes() {
-        for format in [
-            ImageFormat::Png,
-            ImageFormat::Jpeg,
-            ImageFormat::Gif,
-            ImageFormat::Bmp,
-            ImageFormat::WebP,
-            ImageFormat::Tiff,
-        ] {
+        for format in IMAGE_FORMATS {
             let bytes = encoded(format, 37, 21);
             assert_eq!(
                 read_header(&bytes).unwrap(),

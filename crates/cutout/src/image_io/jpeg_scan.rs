@@ -22,9 +22,7 @@ impl Verdict {
     pub(super) fn into_result(self) -> Result<(), Error> {
         match self {
             Verdict::Whole | Verdict::Unknown => Ok(()),
-            Verdict::EndsEarly => Err(Error::CorruptImage {
-                detail: "the data ends before the image is complete (the file is cut short)".into(),
-            }),
+            Verdict::EndsEarly => Err(super::ends_early()),
             Verdict::Damaged(what) => Err(Error::CorruptImage {
                 detail: format!("the JPEG data is damaged ({what})"),
             }),

@@ -118,6 +118,7 @@ fn says_data_ends(message: &str) -> bool {
     .any(|phrase| message.contains(phrase))
 }
 
+/// The one message for data that stops before the image is complete, in every format.
 fn ends_early() -> Error {
     Error::CorruptImage {
         detail: "the data ends before the image is complete (the file is cut short)".into(),
@@ -384,6 +385,7 @@ fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cutout_testkit::{encode, jpeg_with_exif_thumbnail, IMAGE_FORMATS};
     use image::Rgba;
 
     fn png_bytes(w: u32, h: u32) -> Vec<u8> {
@@ -442,20 +444,6 @@ mod tests {
         })
     }
 
-    fn encoded_as(image: &RgbaImage, format: ImageFormat) -> Vec<u8> {
-        let mut out = Cursor::new(Vec::new());
-        match format {
-            ImageFormat::Png | ImageFormat::WebP | ImageFormat::Tiff => {
-                image.write_to(&mut out, format).unwrap()
-            }
-            _ => DynamicImage::ImageRgba8(image.clone())
-                .into_rgb8()
-                .write_to(&mut out, format)
-                .unwrap(),
-        }
-        out.into_inner()
-    }
-
     #[test]
     fn every_format_cut_short_is_refused_never_filled_in() {
         let image = noisy(96, 64);
@@ -478,25 +466,11 @@ mod tests {
             e.set_restart_interval(3);
         });
         // An EXIF block holding a thumbnail, whose own end marker must not pass for the file's.
-        let baseline = encoded_as(&image, ImageFormat::Jpeg);
-        let mut with_thumbnail = baseline[..2].to_vec();
-        let thumbnail = [&[0xFF, 0xD8][..], &[0x55; 40], &[0xFF, 0xD9]].concat();
-        let exif = [&b"Exif\0\0"[..], &thumbnail].concat();
-        with_thumbnail.extend([0xFF, 0xE1]);
-        with_thumbnail.extend(((exif.len() + 2) as u16).to_be_bytes());
-        with_thumbnail.extend(&exif);
-        with_thumbnail.extend(&baseline[2..]);
-        let mut files: Vec<(&str, Vec<u8>)> = [
-            ImageFormat::Png,
-            ImageFormat::Jpeg,
-            ImageFormat::Gif,
-            ImageFormat::Bmp,
-            ImageFormat::WebP,
-            ImageFormat::Tiff,
-        ]
-        .into_iter()
-        .map(|f| (format_name(f), encoded_as(&image, f)))
-        .collect();
+        let with_thumbnail = jpeg_with_exif_thumbnail(&encode(&image, ImageFormat::Jpeg));
+        let mut files: Vec<(&str, Vec<u8>)> = IMAGE_FORMATS
+            .into_iter()
+            .map(|f| (format_name(f), encode(&image, f)))
+            .collect();
         files.extend([
             ("progressive JPEG", progressive),
             ("JPEG with restart markers", restarts),
@@ -538,7 +512,7 @@ mod tests {
         encoder
             .encode(rgb.as_raw(), 96, 64, jpeg_encoder::ColorType::Rgb)
             .unwrap();
-        for bytes in [encoded_as(&image, ImageFormat::Jpeg), progressive] {
+        for bytes in [encode(&image, ImageFormat::Jpeg), progressive] {
             for cut in [bytes.len() / 2, bytes.len() - 30] {
                 let mut closed = bytes[..cut].to_vec();
                 closed.extend([0xFF, 0xD9]);
@@ -550,7 +524,7 @@ mod tests {
             }
         }
         // A header that claims far more pixels than its few bytes of data can hold.
-        let mut claims = encoded_as(&noisy(16, 16), ImageFormat::Jpeg);
+        let mut claims = encode(&noisy(16, 16), ImageFormat::Jpeg);
         let sof = claims.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
         claims[sof + 5..sof + 9].copy_from_slice(&[0x1B, 0x58, 0x1B, 0x58]);
         let err = decode(&claims, DEFAULT_MAX_PIXELS).err();
@@ -559,15 +533,8 @@ mod tests {
 
     #[test]
     fn every_format_too_large_is_refused_from_its_header_in_the_same_words() {
-        for format in [
-            ImageFormat::Png,
-            ImageFormat::Jpeg,
-            ImageFormat::Gif,
-            ImageFormat::Bmp,
-            ImageFormat::WebP,
-            ImageFormat::Tiff,
-        ] {
-            let bytes = encoded_as(&noisy(40, 30), format);
+        for format in IMAGE_FORMATS {
+            let bytes = encode(&noisy(40, 30), format);
             let too_large_message =
                 "the image is too large: 40x30 = 1200 pixels, the limit is 1199".to_string();
             let err = decode(&bytes, 1199).map_err(|e| e.to_string());
@@ -594,7 +561,7 @@ mod tests {
 
     #[test]
     fn decoder_messages_are_plain_words() {
-        let png = encoded_as(&noisy(64, 64), ImageFormat::Png);
+        let png = encode(&noisy(64, 64), ImageFormat::Png);
         let idat = png.windows(4).position(|w| w == b"IDAT").unwrap();
         let mut damaged = png.clone();
         damaged[idat + 12] ^= 0xFF;
