@@ -9,7 +9,7 @@ PORT ?= 8080
 # CI checks decoder parity on a subset to save time; `make parity PARITY_ARGS=` runs it on all.
 PARITY_ARGS ?= --decoder-images 11
 
-.PHONY: serve build package package-tests run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench bench-ab bench-native lighthouse lint format tools fuzz bench-memory
+.PHONY: serve build package package-tests run cli test venv test-models rust-tests wasm-tests browser-tests parity eval bench bench-ab bench-ab-native bench-native lighthouse lint format tools fuzz bench-memory
 
 # The web app on http://127.0.0.1:$(PORT)/. Where the IS-Net files are here (../shared/models, or
 # target/models from models/fetch-isnet.sh), the server also plays their public host, so the
@@ -119,12 +119,16 @@ bench-ab: build tests/browser/node_modules/.installed
 lighthouse: build
 	bench/lighthouse.sh
 
+# The CLI built here against another build of it (OTHER=path/to/cutout), alternating.
+bench-ab-native: venv cli
+	$(PYTHON) bench/ab_native.py $(OTHER) $(BENCH_ARGS)
+
 bench-native: venv cli
 	$(PYTHON) bench/bench_native.py
 
-# Peak memory of the CLI and of the npm package in Node, on the example and a 50 MP photo, beside
-# onnxruntime's.
-bench-memory: venv cli package
+# Peak memory of the CLI, of the npm package in Node and of the site in Chromium, on the example
+# and a 50 MP photo, beside onnxruntime's.
+bench-memory: venv cli package build tests/browser/node_modules/.installed
 	$(PYTHON) bench/memory.py $(BENCH_ARGS)
 
 # The build's and the linters' npm tools (wasm-opt, TypeScript, prettier, the vendored libraries).

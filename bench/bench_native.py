@@ -21,9 +21,9 @@ from common import CLI, SHARED, find_model  # noqa: E402
 from reference import Reference, load_rgb, preprocess  # noqa: E402
 
 
-def tract_times(model, image, threads, runs):
+def tract_times(model, image, threads, runs, cli=CLI):
     with tempfile.TemporaryDirectory() as out:
-        cmd = [str(CLI), "--timings", "--quiet", "--threads", str(threads), "--model", str(model),
+        cmd = [str(cli), "--timings", "--quiet", "--threads", str(threads), "--model", str(model),
                "-o", out + "/", "-i"] + [str(image)] * (runs + 1)
         result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:

@@ -1,9 +1,11 @@
-"""Memory: peak resident memory of the native CLI and of the npm package in Node, on the
-example photo and on a 50 MP photo made from it, beside onnxruntime's on the same model (the
-native peer). Prints MB and the ratio to onnxruntime; the targets (issue 18): CLI <= 1000 MB at
-50 MP, Node runs 50 MP without running out of memory.
+"""Memory: peak resident memory of the native CLI and of the npm package in Node, and the
+site's wasm memory in Chromium (the page's worker, its default build and threads), on the
+example photo and on a 50 MP photo made from it, beside onnxruntime's resident memory on the
+same model (the native peer). Prints MB and the CLI's ratio to onnxruntime; the targets (issue
+18): CLI <= 1000 MB at 50 MP, wasm <= 500 MB for one 1024x1024 inference, Node and the browser
+run 50 MP without running out of memory.
 
-    .venv/bin/python bench/memory.py [--models isnet_quint8.onnx isnet_fp16.onnx] [--no-node]
+    .venv/bin/python bench/memory.py [--models isnet_quint8.onnx isnet_fp16.onnx] [--no-node] [--no-browser]
 """
 
 import argparse
@@ -62,18 +64,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", nargs="+", default=["isnet_quint8.onnx", "isnet_fp16.onnx"])
     parser.add_argument("--no-node", action="store_true", help="skip the npm package in Node")
+    parser.add_argument("--no-browser", action="store_true", help="skip the site in Chromium")
     args = parser.parse_args()
     example = SHARED / "eval" / "example_input.jpg"
     if not example.is_file():
         print("*** SKIPPED: ../shared/eval/example_input.jpg not found ***")
         return 0
     package = ROOT / "www" / "package" / "node.js"
+    site_built = (ROOT / "www" / "dist" / "worker.js").is_file()
     with tempfile.TemporaryDirectory() as work:
         big = Path(work) / "big.jpg"
         Image.open(example).convert("RGB").resize(BIG_SIZE, Image.LANCZOS).save(big, quality=92)
         photos = [("example 933x1405", example), (f"{BIG_SIZE[0]}x{BIG_SIZE[1]} (50 MP)", big)]
         print(f"peak resident memory, MB (load {os.getloadavg()[0]:.1f})")
-        print(f"{'model':20} {'photo':22} {'CLI':>7} {'Node':>7} {'onnxruntime':>12} {'CLI/ort':>8}")
+        print(f"{'model':20} {'photo':22} {'CLI':>7} {'Node':>7} {'wasm':>7} {'onnxruntime':>12} {'CLI/ort':>8}")
         for name in args.models:
             model = find_model(name)
             if model is None:
@@ -94,7 +98,16 @@ def main():
                         print(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "node failed")
                     else:
                         node = f"{json.loads(out.stdout.strip().splitlines()[-1])['maxRssMb']:.0f}"
-                print(f"{name:20} {label:22} {cli:7.0f} {node:>7} {peer:12.0f} {cli / peer:8.2f}")
+                wasm = "-"
+                if not args.no_browser and site_built:
+                    out = subprocess.run(["node", ROOT / "bench" / "memory-browser.mjs", model, photo],
+                                         capture_output=True, text=True)
+                    if out.returncode != 0:
+                        wasm = "failed"
+                        print(out.stderr.strip()[-2000:] or "the browser run failed")
+                    else:
+                        wasm = f"{json.loads(out.stdout.strip().splitlines()[-1])['memoryMb']:.0f}"
+                print(f"{name:20} {label:22} {cli:7.0f} {node:>7} {wasm:>7} {peer:12.0f} {cli / peer:8.2f}")
     return 0
 
 

@@ -251,7 +251,14 @@ export function firefoxPath() {
 
 export async function launchFirefox() {
   const { default: puppeteer } = await import('puppeteer-core');
-  const browser = await puppeteer.launch({ browser: 'firefox', executablePath: firefoxPath(), headless: true });
+  // One evaluate can run a whole cut-out on one thread of Firefox's wasm: on a loaded machine
+  // that outlasts puppeteer's default 180 s per protocol call (the tests keep their own limits).
+  const browser = await puppeteer.launch({
+    browser: 'firefox',
+    executablePath: firefoxPath(),
+    headless: true,
+    protocolTimeout: 900_000,
+  });
   const page = await browser.newPage();
   return { browser, page, close: () => browser.close() };
 }

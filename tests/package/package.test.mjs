@@ -210,6 +210,18 @@ async function runSite(root, engine = 'chromium') {
   }
 }
 
+test('Node: the package works from `node --input-type=module -e` too', { skip }, () => {
+  const dir = project('node-eval', { 'cutout-wasm': `file:${tarball}` });
+  const model = { path: join(models, 'isnet_quint8.onnx'), sha256: ISNET_SHA256 };
+  const script = `const { removeBackground } = await import('cutout-wasm');
+const blob = await removeBackground(${JSON.stringify(camel)}, { model: ${JSON.stringify(model)} });
+console.log(JSON.stringify({ type: blob.type, size: blob.size }));`;
+  const out = execFileSync('node', ['--input-type=module', '-e', script], { cwd: dir, encoding: 'utf8' });
+  const result = JSON.parse(out.trim().split('\n').pop());
+  assert.equal(result.type, 'image/png');
+  assert.ok(result.size > 1000, `a PNG of ${result.size} bytes`);
+});
+
 test('a fresh Vite app bundles the package without configuration and runs it', { skip: skip || (!chromiumPath() && 'no chromium') }, async () => {
   const dir = project('vite-app', { 'cutout-wasm': `file:${tarball}`, vite: '7.3.8' });
   writeFileSync(join(dir, 'index.html'), '<!doctype html><title>vite + cutout-wasm</title><script type="module" src="/main.js"></script>');

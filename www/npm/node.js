@@ -25,9 +25,21 @@ function abortError() {
   return new DOMException('The operation was aborted.', 'AbortError');
 }
 
+// The caller's Node options, less `--input-type`: a worker inherits them, and Node refuses that
+// one in a worker ("can only be used with string input"), so `node --input-type=module -e` works.
+function workerExecArgv() {
+  const options = [];
+  for (let i = 0; i < process.execArgv.length; i++) {
+    const option = process.execArgv[i];
+    if (option === '--input-type') i++;
+    else if (!option.startsWith('--input-type=')) options.push(option);
+  }
+  return options;
+}
+
 function ensureWorker() {
   if (!worker) {
-    worker = new Worker(new URL('./node-engine.js', import.meta.url));
+    worker = new Worker(new URL('./node-engine.js', import.meta.url), { execArgv: workerExecArgv() });
     // An idle engine thread must not keep the caller's process alive.
     worker.unref();
   }

@@ -27,7 +27,7 @@ use tract_onnx::tract_core::internal::*;
 use super::kernels::{self, WinogradTile};
 use super::parallel;
 pub use tiles::Scratch;
-use tiles::{chunk_tiles, tile_origins, transform_kernel, Chunk, Padded, SharedOutput};
+use tiles::{chunk_tiles, tile_origins, transform_kernel_2x2, Chunk, Padded, SharedOutput};
 
 #[cfg(test)]
 mod reference;
@@ -90,9 +90,6 @@ impl Tiling {
 /// weights and do few of its products (docs/performance.md).
 const MIN_PRODUCTS_SAVED_PER_KERNEL_VALUE: usize = 30;
 
-/// Channel groups whose transformed kernels are gathered before they are stored.
-const GATHERED_GROUPS: usize = 16;
-
 /// Tiles per kernel column panel, and output channels per kernel row panel: the micro-kernel's.
 const PANEL: usize = kernels::WINOGRAD_PANEL;
 const ROWS: usize = kernels::WINOGRAD_ROWS;
@@ -126,8 +123,9 @@ pub trait Element:
     fn minus(a: Self::Sum, b: Self::Sum) -> Self::Sum;
     /// A sum of products with `2G`-transformed kernels, back to the convolution's scale.
     fn quarter(v: Self::Sum) -> Self::Sum;
-    /// F(4x4)'s transformed kernel of a 3x3 `g`, if `Self` holds its values.
-    fn transform_kernel_4x4(g: &[Self::Sum; 9]) -> Option<[Self::Sum; 36]>;
+    /// F(4x4)'s transformed kernels of `ROWS` 3x3 kernels side by side (`g[tap][row]`), if
+    /// `Self` holds their values.
+    fn transform_kernel_4x4(g: &[[Self::Sum; ROWS]; 9]) -> Option<[[Self::Sum; ROWS]; 36]>;
     /// 4 output channels x 8 tiles of `Σ a·b` over `groups` steps, `a` as
     /// `[group][row][GROUP]`, `b` as `[group][tile][GROUP]`.
     fn micro_kernel(a: &[Self], b: &[Self], groups: usize) -> WinogradTile<Self::Sum>;
@@ -168,7 +166,7 @@ impl Element for i16 {
         v >> 2
     }
     /// None: F(4x4)'s transforms grow values ~100x, past i16.
-    fn transform_kernel_4x4(_: &[i32; 9]) -> Option<[i32; 36]> {
+    fn transform_kernel_4x4(_: &[[i32; ROWS]; 9]) -> Option<[[i32; ROWS]; 36]> {
         None
     }
     fn micro_kernel(a: &[i16], b: &[i16], pairs: usize) -> WinogradTile<i32> {
@@ -262,9 +260,9 @@ impl Element for f32 {
     fn quarter(v: f32) -> f32 {
         v * 0.25
     }
-    fn transform_kernel_4x4(g: &[f32; 9]) -> Option<[f32; 36]> {
-        let u = tiles::transform_kernel_4x4_f64(&g.map(f64::from));
-        Some(u.map(|v| v as f32))
+    #[inline(always)]
+    fn transform_kernel_4x4(g: &[[f32; ROWS]; 9]) -> Option<[[f32; ROWS]; 36]> {
+        Some(tiles::transform_kernel_4x4_f32(g))
     }
     fn micro_kernel(a: &[f32], b: &[f32], k: usize) -> WinogradTile<f32> {
         kernels::winograd_f32(a, b, k)
@@ -311,7 +309,13 @@ pub struct WinogradConv<T: Element> {
     /// Per block of input channels, the transformed kernel (`2G k 2Gᵀ` for F(2x2), `G k Gᵀ`
     /// for F(4x4)), laid out as the micro-kernel reads it:
     /// `[row panel][position][channel group][row 0..4][group member]`.
+    /// Empty (`packed` holds nothing) when the kernel is transformed as each inference needs it.
     blocks: Arc<Vec<KernelBlock<T>>>,
+    /// The kernel, when it is transformed as each inference needs it (at layers of few tiles,
+    /// where the transformed kernels would be most of the model's memory for few products: see
+    /// [`transforms_per_run`]): per row panel and input channel, the panel's `ROWS` kernels side
+    /// by side (`[tap][row]`, zero past the last output channel), as they are transformed.
+    source: Option<Arc<Vec<Taps<T>>>>,
     bias: Option<Arc<Vec<T::Sum>>>,
     /// i16 only: the dequantisation the op applies to its sums (then it outputs f32 and reads
     /// the scale as a third input).
@@ -321,6 +325,9 @@ pub struct WinogradConv<T: Element> {
 }
 
 impl<T: Element> Eq for WinogradConv<T> {}
+
+/// One input channel's 3x3 kernels for a row panel's `ROWS` output channels: `[tap][row]`.
+type Taps<T> = [[<T as Element>::Sum; ROWS]; 9];
 
 pub type WinogradConvU8 = WinogradConv<i16>;
 pub type WinogradConvF32 = WinogradConv<f32>;
@@ -332,6 +339,180 @@ struct KernelBlock<T> {
     channels: usize,
     groups: usize,
     packed: Vec<T>,
+}
+
+impl<T: Element> KernelBlock<T> {
+    /// The blocks `c_in` input channels are summed in, with nothing packed yet.
+    fn layout(c_in: usize) -> Vec<KernelBlock<T>> {
+        (0..c_in)
+            .step_by(T::MAX_CHANNELS_PER_BLOCK.min(c_in.max(1)))
+            .map(|first_channel| {
+                let channels = (c_in - first_channel).min(T::MAX_CHANNELS_PER_BLOCK);
+                KernelBlock {
+                    first_channel,
+                    channels,
+                    groups: channels.div_ceil(T::GROUP),
+                    packed: vec![],
+                }
+            })
+            .collect()
+    }
+
+    /// Values in one row panel of this block's transformed kernel.
+    fn panel_len(&self, tiling: Tiling) -> usize {
+        tiling.positions() * self.groups * ROWS * T::GROUP
+    }
+}
+
+/// Input channel `channel`'s kernels for row panel `rp` of an `[O, I, 3, 3]` `kernel`, each
+/// value taken through `value`, zero past the last output channel.
+#[inline(always)]
+fn gathered_taps<T: Element, K: Copy>(
+    kernel: &[K],
+    value: &impl Fn(K) -> T::Sum,
+    (c_out, c_in): (usize, usize),
+    rp: usize,
+    channel: usize,
+) -> Taps<T> {
+    let mut taps = [[T::Sum::default(); ROWS]; 9];
+    let rows = c_out.saturating_sub(rp * ROWS).min(ROWS);
+    for (row, o) in (rp * ROWS..).take(rows).enumerate() {
+        let g = &kernel[(o * c_in + channel) * 9..][..9];
+        for (tap, &k) in taps.iter_mut().zip(g) {
+            tap[row] = value(k);
+        }
+    }
+    taps
+}
+
+/// A row panel of `block`'s transformed kernel, from `taps(c)`, the kernels of the block's
+/// `c`-th channel, as the micro-kernel reads it: `[position][channel group][row][group member]`
+/// (zero for the channel padding of the last group). Every value of `panel` is written. None
+/// when a transformed value does not fit `T`.
+#[inline(always)]
+fn pack_row_panel<T: Element>(
+    taps: impl Fn(usize) -> Taps<T>,
+    tiling: Tiling,
+    block: &KernelBlock<T>,
+    panel: &mut [T],
+) -> Option<()> {
+    match tiling {
+        Tiling::F2 => pack_row_panel_with(taps, transform_kernel_2x2::<T>, block, panel),
+        Tiling::F4 => pack_row_panel_with(taps, T::transform_kernel_4x4, block, panel),
+    }
+}
+
+/// [`pack_row_panel`] with `transform` giving the `P` positions of each channel's kernels.
+/// [`GATHERED_GROUPS`] channel groups at a time are gathered as the panel lays them out, then
+/// copied a position at a time: one channel's positions are a whole panel row apart, and
+/// storing them straight there (`P` stores into the same cache set) took ~3x as long.
+#[inline(always)]
+fn pack_row_panel_with<T: Element, const P: usize>(
+    taps: impl Fn(usize) -> Taps<T>,
+    transform: impl Fn(&Taps<T>) -> Option<[[T::Sum; ROWS]; P]>,
+    block: &KernelBlock<T>,
+    panel: &mut [T],
+) -> Option<()> {
+    let run = ROWS * T::GROUP;
+    let mut gathered = [[T::default(); GATHERED_GROUPS * ROWS * MAX_GROUP]; P];
+    for first_group in (0..block.groups).step_by(GATHERED_GROUPS) {
+        let groups = GATHERED_GROUPS.min(block.groups - first_group);
+        for c in first_group * T::GROUP..(first_group + groups) * T::GROUP {
+            let taps = match c < block.channels {
+                true => taps(c),
+                false => [[T::Sum::default(); ROWS]; 9],
+            };
+            let transformed = transform(&taps)?;
+            let (group, member) = (c / T::GROUP - first_group, c % T::GROUP);
+            for (values, runs) in transformed.iter().zip(gathered.iter_mut()) {
+                let at = &mut runs[group * run..][..run];
+                for (row, &v) in values.iter().enumerate() {
+                    at[row * T::GROUP + member] = T::from_sum(v)?;
+                }
+            }
+        }
+        for (p, runs) in gathered.iter().enumerate() {
+            let width = groups * run;
+            panel[(p * block.groups + first_group) * run..][..width]
+                .copy_from_slice(&runs[..width]);
+        }
+    }
+    Some(())
+}
+
+/// Channel groups whose transformed kernels [`pack_row_panel_with`] gathers before it stores
+/// them, and the most members a group has (i16's pairs).
+const GATHERED_GROUPS: usize = 16;
+const MAX_GROUP: usize = 2;
+
+/// Whether a layer of `tiles` tiles transforms its kernel as each inference needs it instead of
+/// holding it transformed: where the transformed kernel (`positions` values per 3x3 kernel)
+/// takes more memory than the kernel itself and each kernel value is used by few tiles, so that
+/// transforming it again costs little beside its products (docs/performance.md).
+fn transforms_per_run<T: Element>(tiles: usize, tiling: Tiling) -> bool {
+    let transformed = tiling.positions() * std::mem::size_of::<T>();
+    let kernel = 9 * std::mem::size_of::<T::Sum>();
+    transformed > kernel && tiles <= MAX_TILES_TRANSFORMING_PER_RUN
+}
+
+/// See [`transforms_per_run`]: IS-Net's 64x64 layers and smaller (256 F(4x4) tiles), which hold
+/// 95% of its weights.
+const MAX_TILES_TRANSFORMING_PER_RUN: usize = 256;
+
+impl WinogradConv<f32> {
+    /// [`WinogradConv::new`] for a layer of a `height` x `width` image: with its kernel
+    /// transformed as each inference needs it where [`transforms_per_run`] says so (then the op
+    /// holds `kernel` laid out as it is transformed, not transformed).
+    pub fn for_image(
+        kernel: Arc<Tensor>,
+        bias: Option<Vec<f32>>,
+        (c_out, c_in): (usize, usize),
+        dilation: usize,
+        (height, width): (usize, usize),
+    ) -> Option<Self> {
+        let tiling = Tiling::for_float(height, width, dilation);
+        let values = kernel.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?;
+        if values.len() != c_out * c_in * 9 || c_in == 0 || c_out == 0 {
+            return None;
+        }
+        let tiles = tile_origins(height, width, dilation, tiling.outputs()).len();
+        if !transforms_per_run::<f32>(tiles, tiling) {
+            return Self::new(values, bias, (c_out, c_in), dilation, tiling);
+        }
+        Self::transforming_per_run(kernel, bias, (c_out, c_in), dilation, tiling)
+    }
+
+    /// The op transforming `kernel` (f32 `[O, I, 3, 3]`) at each inference.
+    fn transforming_per_run(
+        kernel: Arc<Tensor>,
+        bias: Option<Vec<f32>>,
+        (c_out, c_in): (usize, usize),
+        dilation: usize,
+        tiling: Tiling,
+    ) -> Option<Self> {
+        let values = kernel.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?;
+        if values.len() != c_out * c_in * 9 || c_in == 0 || c_out == 0 {
+            return None;
+        }
+        let shape = (c_out, c_in);
+        let mut source = vec![[[0f32; ROWS]; 9]; c_out.div_ceil(ROWS) * c_in];
+        parallel::map_chunks_mut(&mut source, c_in, |rp, panel| {
+            for (c, taps) in panel.iter_mut().enumerate() {
+                *taps = gathered_taps::<f32, f32>(values, &|k| k, shape, rp, c);
+            }
+        });
+        Some(WinogradConv {
+            c_in,
+            c_out,
+            dilation,
+            tiling,
+            blocks: Arc::new(KernelBlock::layout(c_in)),
+            source: Some(Arc::new(source)),
+            bias: bias.map(Arc::new),
+            dequantize: None,
+            relu: false,
+        })
+    }
 }
 
 impl WinogradConv<i16> {
@@ -376,58 +557,31 @@ impl<T: Element> WinogradConv<T> {
         if c_in == 0 || c_out == 0 {
             return None;
         }
+        let shape = (c_out, c_in);
         let row_panels = c_out.div_ceil(ROWS);
-        let mut blocks = vec![];
-        for first_channel in (0..c_in).step_by(T::MAX_CHANNELS_PER_BLOCK.min(c_in.max(1))) {
-            let channels = (c_in - first_channel).min(T::MAX_CHANNELS_PER_BLOCK);
-            let groups = channels.div_ceil(T::GROUP);
-            let positions = tiling.positions();
-            let panel_len = positions * groups * ROWS * T::GROUP;
-            let mut packed = vec![T::default(); row_panels * panel_len];
-            // A few channel groups at a time, gathered into `runs` as the panel lays them out
-            // (`[position][group][row][member]`), then copied a position at a time: writing
-            // each value straight to its place, 36 places far apart per kernel, was slower.
-            let run = ROWS * T::GROUP;
-            let fits = parallel::map_chunks_mut(&mut packed, panel_len, |rp, panel| {
-                let mut runs = vec![T::default(); positions * GATHERED_GROUPS * run];
-                for first_group in (0..groups).step_by(GATHERED_GROUPS) {
-                    let gathered = GATHERED_GROUPS.min(groups - first_group);
-                    let width = gathered * run;
-                    runs.fill(T::default());
-                    for o in rp * ROWS..c_out.min(rp * ROWS + ROWS) {
-                        let first = first_channel + first_group * T::GROUP;
-                        let last = (first + gathered * T::GROUP).min(first_channel + channels);
-                        for c in first..last {
-                            let taps = &kernel[(o * c_in + c) * 9..][..9];
-                            let taps: [T::Sum; 9] = std::array::from_fn(|i| value(taps[i]));
-                            let transformed = transform_kernel::<T>(&taps, tiling)?;
-                            let (group, member) = ((c - first) / T::GROUP, (c - first) % T::GROUP);
-                            let lane = group * run + (o % ROWS) * T::GROUP + member;
-                            for (p, &value) in transformed[..positions].iter().enumerate() {
-                                runs[p * width + lane] = T::from_sum(value)?;
-                            }
-                        }
-                    }
-                    for (p, values) in runs.chunks_exact(width).take(positions).enumerate() {
-                        panel[(p * groups + first_group) * run..][..width].copy_from_slice(values);
-                    }
-                }
-                Some(())
-            });
-            fits.into_iter().collect::<Option<Vec<()>>>()?;
-            blocks.push(KernelBlock {
-                first_channel,
-                channels,
-                groups,
-                packed,
-            });
-        }
+        let blocks = KernelBlock::<T>::layout(c_in)
+            .into_iter()
+            .map(|mut block| {
+                let panel_len = block.panel_len(tiling);
+                let mut packed = vec![T::default(); row_panels * panel_len];
+                let layout = &block;
+                let fits = parallel::map_chunks_mut(&mut packed, panel_len, |rp, panel| {
+                    let first = layout.first_channel;
+                    let taps = |c| gathered_taps::<T, K>(kernel, &value, shape, rp, first + c);
+                    pack_row_panel(taps, tiling, layout, panel)
+                });
+                fits.into_iter().collect::<Option<Vec<()>>>()?;
+                block.packed = packed;
+                Some(block)
+            })
+            .collect::<Option<Vec<_>>>()?;
         Some(WinogradConv {
             c_in,
             c_out,
             dilation,
             tiling,
             blocks: Arc::new(blocks),
+            source: None,
             bias: bias.map(Arc::new),
             dequantize: None,
             relu: false,
@@ -465,6 +619,13 @@ impl<T: Element> WinogradConv<T> {
         let len = self.c_out * height * width;
         let mut output: Vec<T::Sum> = Vec::with_capacity(len);
         let out = SharedOutput(output.as_mut_ptr());
+        if let Some(source) = &self.source {
+            let size = (height, width);
+            self.convolve_by_row_panels(source, &padded, &tiles, size, &finish, &out);
+            // Safety: every output channel's row panel stored each of its pixels.
+            unsafe { output.set_len(len) };
+            return output;
+        }
         let block_channels = self.c_in.min(T::MAX_CHANNELS_PER_BLOCK);
         let bytes_per_tile_position = block_channels * std::mem::size_of::<T>();
         let chunk = chunk_tiles(

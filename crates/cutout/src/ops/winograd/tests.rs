@@ -47,6 +47,43 @@ fn float_convolution_is_the_direct_one_to_f32_rounding() {
 }
 
 #[test]
+fn a_kernel_transformed_per_run_gives_the_held_kernels_bits() {
+    for (tiling, _) in FLOAT_BOUNDS {
+        for shape in CASES {
+            let (c_in, c_out, height, width, d) = shape;
+            let (image, kernel, bias) = random_float_convolution(shape);
+            let held = WinogradConvF32::new(&kernel, Some(bias.clone()), (c_out, c_in), d, tiling);
+            let tensor = tract_ndarray::ArrayD::from_shape_vec(&[c_out, c_in, 3, 3][..], kernel);
+            let tensor = Arc::new(tensor.unwrap().into_tensor());
+            let shape_io = (c_out, c_in);
+            let per_run =
+                WinogradConvF32::transforming_per_run(tensor, Some(bias), shape_io, d, tiling);
+            let (held, per_run) = (held.unwrap(), per_run.unwrap());
+            assert!(held.source.is_none() && per_run.source.is_some());
+            assert_eq!(
+                per_run.convolve(&image, |v| v, height, width),
+                held.convolve(&image, |v| v, height, width),
+                "{tiling:?} {shape:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn kernels_are_transformed_per_run_at_layers_of_few_tiles_only() {
+    let per_run = |height: usize, width: usize| {
+        let (c_in, c_out) = (2, 3);
+        let kernel = tract_ndarray::ArrayD::from_elem(&[c_out, c_in, 3, 3][..], 0.5f32);
+        let kernel = Arc::new(kernel.into_tensor());
+        let op = WinogradConvF32::for_image(kernel, None, (c_out, c_in), 1, (height, width));
+        op.unwrap().source.is_some()
+    };
+    // IS-Net's 16x16 to 64x64 layers hold nearly all its weights; 128x128 has 1024 tiles.
+    assert!(per_run(16, 16) && per_run(32, 32) && per_run(64, 64));
+    assert!(!per_run(128, 128) && !per_run(512, 512));
+}
+
+#[test]
 fn the_quantised_op_has_no_4x4_tiles() {
     let shape = (2, 4, 8, 8, 1);
     let (_, _, kernel) = random_convolution(shape, false);

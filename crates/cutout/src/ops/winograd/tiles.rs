@@ -74,11 +74,176 @@ impl<T: Element> WinogradConv<T> {
             };
             // Four output channels at a time: their products stay in L1 from the multiply to
             // the output transform (all channels' products at once spilled out of L2).
-            for row_panel in 0..self.c_out.div_ceil(ROWS) {
+            let panel_len = block.panel_len(self.tiling);
+            for (row_panel, kernel) in block.packed.chunks_exact(panel_len).enumerate() {
                 let products = &mut scratch.products;
-                self.multiply(block, row_panel, tiles.len(), &scratch.inputs, products);
+                self.multiply(kernel, block.groups, tiles.len(), &scratch.inputs, products);
                 self.transform_outputs(row_panel, products, tiles, size, &stage, out);
             }
+        }
+    }
+
+    /// The convolution with a kernel transformed as it goes (see `transforms_per_run`): for each
+    /// channel block, the tiles' inputs transformed a chunk of tiles at a time, split over the
+    /// threads; then the output channels a row panel at a time, split over the threads, each
+    /// panel's kernel transformed once into the thread's scratch and multiplied by every chunk.
+    pub(super) fn convolve_by_row_panels<F>(
+        &self,
+        kernel: &[Taps<T>],
+        padded: &Padded<T>,
+        tiles: &[(usize, usize)],
+        size: (usize, usize),
+        finish: &F,
+        out: &SharedOutput<T::Sum>,
+    ) where
+        F: Fn(usize, &mut [T::Sum]) + Sync,
+    {
+        let row_panels: Vec<usize> = (0..self.c_out.div_ceil(ROWS)).collect();
+        let blocks = self.blocks.len();
+        for (index, block) in self.blocks.iter().enumerate() {
+            let bytes_per_tile_position = block.channels * std::mem::size_of::<T>();
+            let chunk = chunk_tiles(
+                tiles.len(),
+                bytes_per_tile_position,
+                self.tiling.positions(),
+            );
+            let inputs = parallel::map_chunks(tiles, chunk, |tiles| {
+                let mut inputs = vec![];
+                self.transform_all_inputs(padded, block, tiles, &mut inputs);
+                inputs
+            });
+            let stage = Stage {
+                accumulate: index > 0,
+                finish: (index + 1 == blocks).then_some(finish),
+            };
+            let panel = RowPanel {
+                kernel,
+                block,
+                inputs: &inputs,
+                tiles,
+                chunk,
+                size,
+                stage: &stage,
+                out,
+            };
+            parallel::for_each_chunk(&row_panels, 1, |row_panels| {
+                T::with_scratch(|scratch| {
+                    for &rp in row_panels {
+                        // Safety: each row panel writes its own output channels only.
+                        unsafe { self.convolve_row_panel(&panel, rp, scratch) }
+                    }
+                })
+            });
+        }
+    }
+
+    /// [`WinogradConv::transform_inputs`], compiled for AVX2 and FMA where the CPU has them.
+    fn transform_all_inputs(
+        &self,
+        padded: &Padded<T>,
+        block: &KernelBlock<T>,
+        tiles: &[(usize, usize)],
+        inputs: &mut Vec<T>,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if kernels::has_avx2_fma() {
+            // Safety: the CPU has AVX2 and FMA.
+            return unsafe { self.transform_all_inputs_avx2(padded, block, tiles, inputs) };
+        }
+        self.transform_inputs(padded, block, tiles, inputs)
+    }
+
+    /// [`WinogradConv::transform_all_inputs`] compiled for AVX2 and FMA.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn transform_all_inputs_avx2(
+        &self,
+        padded: &Padded<T>,
+        block: &KernelBlock<T>,
+        tiles: &[(usize, usize)],
+        inputs: &mut Vec<T>,
+    ) {
+        self.transform_inputs(padded, block, tiles, inputs)
+    }
+
+    /// One row panel of [`WinogradConv::convolve_by_row_panels`]: its kernel transformed,
+    /// multiplied by every tile and transformed into its outputs. Compiled for AVX2 and FMA where
+    /// the CPU has them, as [`WinogradConv::convolve_chunk`] is.
+    ///
+    /// # Safety
+    /// The output holds `c_out * height * width` values and no other thread writes this panel's.
+    unsafe fn convolve_row_panel<F>(
+        &self,
+        panel: &RowPanel<T, F>,
+        rp: usize,
+        scratch: &mut Scratch<T>,
+    ) where
+        F: Fn(usize, &mut [T::Sum]),
+    {
+        #[cfg(target_arch = "x86_64")]
+        if kernels::has_avx2_fma() {
+            // Safety: the CPU has AVX2 and FMA; the rest is the caller's promise.
+            return unsafe { self.convolve_row_panel_avx2(panel, rp, scratch) };
+        }
+        // Safety: the caller's promise.
+        unsafe { self.convolve_row_panel_inlined(panel, rp, scratch) }
+    }
+
+    /// [`WinogradConv::convolve_row_panel`] compiled for AVX2 and FMA.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA, and as [`WinogradConv::convolve_row_panel`].
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn convolve_row_panel_avx2<F>(
+        &self,
+        panel: &RowPanel<T, F>,
+        rp: usize,
+        scratch: &mut Scratch<T>,
+    ) where
+        F: Fn(usize, &mut [T::Sum]),
+    {
+        // Safety: the caller's promise.
+        unsafe { self.convolve_row_panel_inlined(panel, rp, scratch) }
+    }
+
+    /// [`WinogradConv::convolve_row_panel`]'s work, inlined into its callers.
+    ///
+    /// # Safety
+    /// As [`WinogradConv::convolve_row_panel`].
+    #[inline(always)]
+    unsafe fn convolve_row_panel_inlined<F>(
+        &self,
+        panel: &RowPanel<T, F>,
+        rp: usize,
+        scratch: &mut Scratch<T>,
+    ) where
+        F: Fn(usize, &mut [T::Sum]),
+    {
+        let block = panel.block;
+        let len = block.panel_len(self.tiling);
+        if scratch.kernel.len() < len {
+            scratch.kernel.resize(len, T::default());
+        }
+        let kernel = &mut scratch.kernel[..len];
+        let taps = &panel.kernel[rp * self.c_in + block.first_channel..];
+        pack_row_panel(|c| taps[c], self.tiling, block, kernel)
+            .expect("kernels transformed per run fit their type");
+        let chunks = panel.tiles.chunks(panel.chunk).zip(panel.inputs);
+        for (tiles, inputs) in chunks {
+            self.multiply(
+                kernel,
+                block.groups,
+                tiles.len(),
+                inputs,
+                &mut scratch.products,
+            );
+            let (products, out) = (&scratch.products, panel.out);
+            // Safety: the caller's promise.
+            unsafe { self.transform_outputs(rp, products, tiles, panel.size, panel.stage, out) };
         }
     }
 
@@ -160,13 +325,14 @@ impl<T: Element> WinogradConv<T> {
         }
     }
 
-    /// Per position, the transformed kernel's `row_panel` (4 output channels) x transformed
-    /// inputs: `products[position][output channel - 4 row_panel][tile]`.
+    /// Per position, a row panel of the transformed kernel (4 output channels, `kernel` as
+    /// [`pack_row_panel`] lays it out) x transformed inputs:
+    /// `products[position][output channel - 4 row_panel][tile]`.
     #[inline(always)]
     fn multiply(
         &self,
-        block: &KernelBlock<T>,
-        row_panel: usize,
+        kernel: &[T],
+        groups: usize,
         tiles: usize,
         inputs: &[T],
         products: &mut Vec<T::Sum>,
@@ -178,15 +344,15 @@ impl<T: Element> WinogradConv<T> {
         if products.len() < positions * ROWS * columns {
             products.resize(positions * ROWS * columns, T::Sum::default());
         }
-        let kernel_panel = block.groups * ROWS * T::GROUP;
-        let input_panel = block.groups * PANEL * T::GROUP;
+        let kernel_panel = groups * ROWS * T::GROUP;
+        let input_panel = groups * PANEL * T::GROUP;
         for p in 0..positions {
-            let a = &block.packed[(row_panel * positions + p) * kernel_panel..][..kernel_panel];
+            let a = &kernel[p * kernel_panel..][..kernel_panel];
             let input = &inputs[p * panels * input_panel..];
             let out = &mut products[p * ROWS * columns..];
             for cp in 0..panels {
                 let b = &input[cp * input_panel..][..input_panel];
-                let tile = T::micro_kernel(a, b, block.groups);
+                let tile = T::micro_kernel(a, b, groups);
                 for (r, row) in tile.iter().enumerate() {
                     out[r * columns + cp * PANEL..][..PANEL].copy_from_slice(row);
                 }
@@ -318,6 +484,20 @@ impl<T: Element> WinogradConv<T> {
     }
 }
 
+/// What every row panel of [`WinogradConv::convolve_by_row_panels`] reads: the kernel, its
+/// channel block, the block's transformed inputs per chunk of `chunk` tiles, the tiles, the
+/// output's size, the stage and the output.
+struct RowPanel<'a, T: Element, F> {
+    kernel: &'a [Taps<T>],
+    block: &'a KernelBlock<T>,
+    inputs: &'a [Vec<T>],
+    tiles: &'a [(usize, usize)],
+    chunk: usize,
+    size: (usize, usize),
+    stage: &'a Stage<'a, F>,
+    out: &'a SharedOutput<T::Sum>,
+}
+
 /// Which channel block [`WinogradConv::transform_outputs`] stores: from the second on, sums
 /// are added to the output; the last one's values are finished.
 struct Stage<'f, F> {
@@ -335,6 +515,8 @@ fn is_row_of_tiles(tiles: &[(usize, usize)], d: usize, m: usize) -> bool {
 pub struct Scratch<T: Element> {
     inputs: Vec<T>,
     products: Vec<T::Sum>,
+    /// A row panel of a kernel transformed per run.
+    kernel: Vec<T>,
 }
 
 impl<T: Element> Default for Scratch<T> {
@@ -342,6 +524,7 @@ impl<T: Element> Default for Scratch<T> {
         Scratch {
             inputs: vec![],
             products: vec![],
+            kernel: vec![],
         }
     }
 }
@@ -493,74 +676,73 @@ pub(super) fn chunk_tiles(tiles: usize, bytes_per_tile_position: usize, position
     cache_bound.min(spread).clamp(2 * PANEL, 16 * PANEL) / PANEL * PANEL
 }
 
-/// The transformed kernel of a 3x3 `g` (row-major) for `tiling`, its first
-/// `tiling.positions()` values; None where `T` cannot hold them.
-pub(super) fn transform_kernel<T: Element>(
-    g: &[T::Sum; 9],
-    tiling: Tiling,
-) -> Option<[T::Sum; 36]> {
-    match tiling {
-        Tiling::F2 => {
-            let mut u = [T::Sum::default(); 36];
-            u[..16].copy_from_slice(&transform_kernel_2x2::<T>(g));
-            Some(u)
-        }
-        Tiling::F4 => T::transform_kernel_4x4(g),
-    }
-}
-
-/// `2G g 2Gᵀ` for a 3x3 kernel `g` (row-major), with `2G = [[2,0,0],[1,1,1],[1,-1,1],[0,0,2]]`.
-fn transform_kernel_2x2<T: Element>(g: &[T::Sum; 9]) -> [T::Sum; 16] {
-    let column = |a: T::Sum, b: T::Sum, c: T::Sum| {
+/// `2G g 2Gᵀ` for each of the `ROWS` lanes of 3x3 kernels `g` (row-major), with
+/// `2G = [[2,0,0],[1,1,1],[1,-1,1],[0,0,2]]`. Always fits `T::Sum` (Some).
+#[inline(always)]
+pub(super) fn transform_kernel_2x2<T: Element>(g: &Taps<T>) -> Option<[[T::Sum; ROWS]; 16]> {
+    type Lanes<T> = [<T as Element>::Sum; ROWS];
+    #[inline(always)]
+    fn column<T: Element>(a: Lanes<T>, b: Lanes<T>, c: Lanes<T>) -> [Lanes<T>; 4] {
+        let lanes = |f: &dyn Fn(usize) -> T::Sum| -> Lanes<T> { std::array::from_fn(f) };
         [
-            T::plus(a, a),
-            T::plus(T::plus(a, b), c),
-            T::plus(T::minus(a, b), c),
-            T::plus(c, c),
+            lanes(&|l| T::plus(a[l], a[l])),
+            lanes(&|l| T::plus(T::plus(a[l], b[l]), c[l])),
+            lanes(&|l| T::plus(T::minus(a[l], b[l]), c[l])),
+            lanes(&|l| T::plus(c[l], c[l])),
         ]
-    };
-    let mut rows = [[T::Sum::default(); 3]; 4]; // 2G g
-    for s in 0..3 {
-        let t = column(g[s], g[3 + s], g[6 + s]);
-        for r in 0..4 {
-            rows[r][s] = t[r];
-        }
     }
-    let mut u = [T::Sum::default(); 16];
+    // 2G g, a column of taps at a time: rows[s][r] is row r of column s.
+    let rows = [
+        column::<T>(g[0], g[3], g[6]),
+        column::<T>(g[1], g[4], g[7]),
+        column::<T>(g[2], g[5], g[8]),
+    ];
+    let mut u = [[T::Sum::default(); ROWS]; 16];
     for r in 0..4 {
-        let t = column(rows[r][0], rows[r][1], rows[r][2]);
+        let t = column::<T>(rows[0][r], rows[1][r], rows[2][r]);
         u[r * 4..][..4].copy_from_slice(&t);
     }
-    u
+    Some(u)
 }
 
-/// `G g Gᵀ` of F(4x4, 3x3) (points 0, ±1, ±2, ∞), summed in f64 and rounded once:
-/// `G = [[1/4,0,0],[-1/6,-1/6,-1/6],[-1/6,1/6,-1/6],[1/24,1/12,1/6],[1/24,-1/12,1/6],[0,0,1]]`.
-/// Sixths as products with 1/6 (f64's rounding of it errs far below f32's), not divisions: the
-/// models' 44M weights go through this at every load.
-pub(super) fn transform_kernel_4x4_f64(g: &[f64; 9]) -> [f64; 36] {
-    const SIXTH: f64 = 1.0 / 6.0;
-    let column = |a: f64, b: f64, c: f64| {
-        let (outer, quarter_outer, half_b) = (a + c, 0.25 * a + c, 0.5 * b);
+/// `G g Gᵀ` of F(4x4, 3x3) (points 0, ±1, ±2, ∞) for each lane of 3x3 kernels `g`
+/// (row-major), in f32: kernels of layers of few tiles are transformed at every inference, and
+/// f64 took ~1.4x the instructions (the convolution stays within the tests' f32 bounds).
+/// `G = [[1/4,0,0],[-1/6,-1/6,-1/6],[-1/6,1/6,-1/6],[1/24,1/12,1/6],[1/24,-1/12,1/6],[0,0,1]]`,
+/// sixths as products with 1/6.
+#[inline(always)]
+pub(super) fn transform_kernel_4x4_f32<const L: usize>(g: &[[f32; L]; 9]) -> [[f32; L]; 36] {
+    const SIXTH: f32 = 1.0 / 6.0;
+    // Whole lane arrays per operation (straight-line vector code; a loop over the lanes around
+    // each column's six values compiled to ~3x the time).
+    #[inline(always)]
+    fn lanes<const L: usize>(f: impl Fn(usize) -> f32) -> [f32; L] {
+        std::array::from_fn(f)
+    }
+    #[inline(always)]
+    fn column<const L: usize>(a: [f32; L], b: [f32; L], c: [f32; L]) -> [[f32; L]; 6] {
+        let outer: [f32; L] = lanes(|l| a[l] + c[l]);
+        let quarter_outer: [f32; L] = lanes(|l| 0.25 * a[l] + c[l]);
+        let half_b: [f32; L] = lanes(|l| 0.5 * b[l]);
         [
-            0.25 * a,
-            -(outer + b) * SIXTH,
-            -(outer - b) * SIXTH,
-            (quarter_outer + half_b) * SIXTH,
-            (quarter_outer - half_b) * SIXTH,
+            lanes(|l| 0.25 * a[l]),
+            lanes(|l| -(outer[l] + b[l]) * SIXTH),
+            lanes(|l| -(outer[l] - b[l]) * SIXTH),
+            lanes(|l| (quarter_outer[l] + half_b[l]) * SIXTH),
+            lanes(|l| (quarter_outer[l] - half_b[l]) * SIXTH),
             c,
         ]
-    };
-    let mut rows = [[0f64; 3]; 6]; // G g
-    for s in 0..3 {
-        let t = column(g[s], g[3 + s], g[6 + s]);
-        for r in 0..6 {
-            rows[r][s] = t[r];
-        }
     }
-    let mut u = [0f64; 36];
+    // G g, a column of taps at a time: rows[s][r] is row r of column s.
+    // (Not `[0, 1, 2].map(..)`: that stayed a call, outside the callers' target features.)
+    let rows = [
+        column(g[0], g[3], g[6]),
+        column(g[1], g[4], g[7]),
+        column(g[2], g[5], g[8]),
+    ];
+    let mut u = [[0f32; L]; 36];
     for r in 0..6 {
-        let t = column(rows[r][0], rows[r][1], rows[r][2]);
+        let t = column(rows[0][r], rows[1][r], rows[2][r]);
         u[r * 6..][..6].copy_from_slice(&t);
     }
     u
