@@ -126,6 +126,8 @@ pub trait Element:
     /// F(4x4)'s transformed kernels of `ROWS` 3x3 kernels side by side (`g[tap][row]`), if
     /// `Self` holds their values.
     fn transform_kernel_4x4(g: &[[Self::Sum; ROWS]; 9]) -> Option<[[Self::Sum; ROWS]; 36]>;
+    /// A kernel value from half-precision bits (only f32 kernels are ever held so).
+    fn from_half(bits: u16) -> Self::Sum;
     /// 4 output channels x 8 tiles of `Σ a·b` over `groups` steps, `a` as
     /// `[group][row][GROUP]`, `b` as `[group][tile][GROUP]`.
     fn micro_kernel(a: &[Self], b: &[Self], groups: usize) -> WinogradTile<Self::Sum>;
@@ -168,6 +170,9 @@ impl Element for i16 {
     /// None: F(4x4)'s transforms grow values ~100x, past i16.
     fn transform_kernel_4x4(_: &[[i32; ROWS]; 9]) -> Option<[[i32; ROWS]; 36]> {
         None
+    }
+    fn from_half(_: u16) -> i32 {
+        unreachable!("quantised kernels are held as i16, never as half floats")
     }
     fn micro_kernel(a: &[i16], b: &[i16], pairs: usize) -> WinogradTile<i32> {
         kernels::winograd_i16(a, b, pairs)
@@ -264,6 +269,10 @@ impl Element for f32 {
     fn transform_kernel_4x4(g: &[[f32; ROWS]; 9]) -> Option<[[f32; ROWS]; 36]> {
         Some(tiles::transform_kernel_4x4_f32(g))
     }
+    #[inline(always)]
+    fn from_half(bits: u16) -> f32 {
+        half_to_f32(bits)
+    }
     fn micro_kernel(a: &[f32], b: &[f32], k: usize) -> WinogradTile<f32> {
         kernels::winograd_f32(a, b, k)
     }
@@ -315,7 +324,7 @@ pub struct WinogradConv<T: Element> {
     /// where the transformed kernels would be most of the model's memory for few products: see
     /// [`transforms_per_run`]): per row panel and input channel, the panel's `ROWS` kernels side
     /// by side (`[tap][row]`, zero past the last output channel), as they are transformed.
-    source: Option<Arc<Vec<Taps<T>>>>,
+    source: Option<Arc<KernelSource<T>>>,
     bias: Option<Arc<Vec<T::Sum>>>,
     /// i16 only: the dequantisation the op applies to its sums (then it outputs f32 and reads
     /// the scale as a third input).
@@ -328,6 +337,48 @@ impl<T: Element> Eq for WinogradConv<T> {}
 
 /// One input channel's 3x3 kernels for a row panel's `ROWS` output channels: `[tap][row]`.
 type Taps<T> = [[<T as Element>::Sum; ROWS]; 9];
+
+/// [`Taps`] as half-precision floats' bits.
+type HalfTaps = [[u16; ROWS]; 9];
+
+/// A kernel transformed at each inference, as the op holds it (see [`WinogradConv::source`]):
+/// its values, or, where every value is exactly a half-precision float (the fp16 models'
+/// weights, widened at load), their f16 bits, in half the memory.
+#[derive(Clone, Debug, PartialEq)]
+enum KernelSource<T: Element> {
+    Full(Vec<Taps<T>>),
+    Half(Vec<HalfTaps>),
+}
+
+impl<T: Element> KernelSource<T> {
+    #[inline(always)]
+    fn taps(&self, index: usize) -> Taps<T> {
+        match self {
+            KernelSource::Full(taps) => taps[index],
+            KernelSource::Half(taps) => taps[index].map(|rows| rows.map(T::from_half)),
+        }
+    }
+}
+
+/// The f32 value of half-precision bits `h` (finite ones: [`half_bits`] makes no others).
+/// Branch-free, so lanes of it vectorise: the 15 magnitude bits moved to f32's places, then
+/// rescaled by 2^112, the difference of the two formats' exponent biases (f16 subnormals come out
+/// right too: they are f32 subnormals before the product).
+#[inline(always)]
+fn half_to_f32(h: u16) -> f32 {
+    const TWO_TO_112: f32 = f32::from_bits(0x7780_0000);
+    let magnitude = f32::from_bits(((h & 0x7fff) as u32) << 13) * TWO_TO_112;
+    f32::from_bits(magnitude.to_bits() | (((h & 0x8000) as u32) << 16))
+}
+
+/// `v`'s half-precision bits if it is exactly a (finite) half-precision float.
+fn half_bits(v: f32) -> Option<u16> {
+    const TWO_TO_MINUS_112: f32 = f32::from_bits(0x0780_0000);
+    let bits = v.to_bits();
+    let scaled = (f32::from_bits(bits & 0x7fff_ffff) * TWO_TO_MINUS_112).to_bits() >> 13;
+    let h = u16::try_from(scaled).ok().filter(|&h| h < 0x7c00)? | ((bits >> 16) & 0x8000) as u16;
+    (half_to_f32(h).to_bits() == bits).then_some(h)
+}
 
 pub type WinogradConvU8 = WinogradConv<i16>;
 pub type WinogradConvF32 = WinogradConv<f32>;
@@ -495,12 +546,30 @@ impl WinogradConv<f32> {
             return None;
         }
         let shape = (c_out, c_in);
-        let mut source = vec![[[0f32; ROWS]; 9]; c_out.div_ceil(ROWS) * c_in];
-        parallel::map_chunks_mut(&mut source, c_in, |rp, panel| {
-            for (c, taps) in panel.iter_mut().enumerate() {
-                *taps = gathered_taps::<f32, f32>(values, &|k| k, shape, rp, c);
-            }
+        let len = c_out.div_ceil(ROWS) * c_in;
+        let mut half = vec![[[0u16; ROWS]; 9]; len];
+        let exact = parallel::map_chunks_mut(&mut half, c_in, |rp, panel| {
+            panel.iter_mut().enumerate().all(|(c, taps)| {
+                let wide = gathered_taps::<f32, f32>(values, &|k| k, shape, rp, c);
+                wide.iter().zip(taps.iter_mut()).all(|(wide, taps)| {
+                    wide.iter()
+                        .zip(taps)
+                        .all(|(&v, h)| half_bits(v).map(|bits| *h = bits).is_some())
+                })
+            })
         });
+        let source = if exact.into_iter().all(|exact| exact) {
+            KernelSource::Half(half)
+        } else {
+            drop(half);
+            let mut full = vec![[[0f32; ROWS]; 9]; len];
+            parallel::map_chunks_mut(&mut full, c_in, |rp, panel| {
+                for (c, taps) in panel.iter_mut().enumerate() {
+                    *taps = gathered_taps::<f32, f32>(values, &|k| k, shape, rp, c);
+                }
+            });
+            KernelSource::Full(full)
+        };
         Some(WinogradConv {
             c_in,
             c_out,

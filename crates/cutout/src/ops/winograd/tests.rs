@@ -48,24 +48,64 @@ fn float_convolution_is_the_direct_one_to_f32_rounding() {
 
 #[test]
 fn a_kernel_transformed_per_run_gives_the_held_kernels_bits() {
-    for (tiling, _) in FLOAT_BOUNDS {
-        for shape in CASES {
-            let (c_in, c_out, height, width, d) = shape;
-            let (image, kernel, bias) = random_float_convolution(shape);
-            let held = WinogradConvF32::new(&kernel, Some(bias.clone()), (c_out, c_in), d, tiling);
-            let tensor = tract_ndarray::ArrayD::from_shape_vec(&[c_out, c_in, 3, 3][..], kernel);
-            let tensor = Arc::new(tensor.unwrap().into_tensor());
-            let shape_io = (c_out, c_in);
-            let per_run =
-                WinogradConvF32::transforming_per_run(tensor, Some(bias), shape_io, d, tiling);
-            let (held, per_run) = (held.unwrap(), per_run.unwrap());
-            assert!(held.source.is_none() && per_run.source.is_some());
-            assert_eq!(
-                per_run.convolve(&image, |v| v, height, width),
-                held.convolve(&image, |v| v, height, width),
-                "{tiling:?} {shape:?}"
-            );
+    // Random f32 kernels, and the same rounded to f16 (held as f16 bits, as fp16 models' are).
+    for half in [false, true] {
+        for (tiling, _) in FLOAT_BOUNDS {
+            for shape in CASES {
+                per_run_equals_held(shape, tiling, half);
+            }
         }
+    }
+}
+
+fn per_run_equals_held(shape: (usize, usize, usize, usize, usize), tiling: Tiling, half: bool) {
+    let (c_in, c_out, height, width, d) = shape;
+    let (image, mut kernel, bias) = random_float_convolution(shape);
+    if half {
+        kernel
+            .iter_mut()
+            .for_each(|k| *k = f16::from_f32(*k).to_f32());
+    }
+    let held = WinogradConvF32::new(&kernel, Some(bias.clone()), (c_out, c_in), d, tiling);
+    let tensor = tract_ndarray::ArrayD::from_shape_vec(&[c_out, c_in, 3, 3][..], kernel);
+    let tensor = Arc::new(tensor.unwrap().into_tensor());
+    let per_run =
+        WinogradConvF32::transforming_per_run(tensor, Some(bias), (c_out, c_in), d, tiling);
+    let (held, per_run) = (held.unwrap(), per_run.unwrap());
+    assert!(held.source.is_none());
+    let as_half = matches!(per_run.source.as_deref(), Some(KernelSource::Half(_)));
+    assert_eq!(as_half, half, "held as f16 bits exactly when all are f16");
+    assert_eq!(
+        per_run.convolve(&image, |v| v, height, width),
+        held.convolve(&image, |v| v, height, width),
+        "{tiling:?} {shape:?} half {half}"
+    );
+}
+
+#[test]
+fn half_precision_bits_round_trip_exactly() {
+    for h in 0..=u16::MAX {
+        let value = f16::from_bits(h);
+        if !value.is_finite() {
+            continue;
+        }
+        assert_eq!(
+            half_to_f32(h).to_bits(),
+            value.to_f32().to_bits(),
+            "{h:#06x}"
+        );
+        assert_eq!(half_bits(value.to_f32()), Some(h), "{h:#06x}");
+    }
+    for v in [
+        0.1f32,
+        1e-9,
+        -3e-8,
+        65520.0,
+        1.0 + f32::EPSILON,
+        f32::INFINITY,
+        f32::NAN,
+    ] {
+        assert_eq!(half_bits(v), None, "{v} is no f16");
     }
 }
 

@@ -89,7 +89,7 @@ impl<T: Element> WinogradConv<T> {
     /// panel's kernel transformed once into the thread's scratch and multiplied by every chunk.
     pub(super) fn convolve_by_row_panels<F>(
         &self,
-        kernel: &[Taps<T>],
+        kernel: &KernelSource<T>,
         padded: &Padded<T>,
         tiles: &[(usize, usize)],
         size: (usize, usize),
@@ -229,8 +229,8 @@ impl<T: Element> WinogradConv<T> {
             scratch.kernel.resize(len, T::default());
         }
         let kernel = &mut scratch.kernel[..len];
-        let taps = &panel.kernel[rp * self.c_in + block.first_channel..];
-        pack_row_panel(|c| taps[c], self.tiling, block, kernel)
+        let first = rp * self.c_in + block.first_channel;
+        pack_row_panel(|c| panel.kernel.taps(first + c), self.tiling, block, kernel)
             .expect("kernels transformed per run fit their type");
         let chunks = panel.tiles.chunks(panel.chunk).zip(panel.inputs);
         for (tiles, inputs) in chunks {
@@ -488,7 +488,7 @@ impl<T: Element> WinogradConv<T> {
 /// channel block, the block's transformed inputs per chunk of `chunk` tiles, the tiles, the
 /// output's size, the stage and the output.
 struct RowPanel<'a, T: Element, F> {
-    kernel: &'a [Taps<T>],
+    kernel: &'a KernelSource<T>,
     block: &'a KernelBlock<T>,
     inputs: &'a [Vec<T>],
     tiles: &'a [(usize, usize)],
