@@ -515,7 +515,7 @@ impl WinogradConv<f32> {
     /// transformed as each inference needs it where [`transforms_per_run`] says so (then the op
     /// holds `kernel` laid out as it is transformed, not transformed).
     pub fn for_image(
-        kernel: Arc<Tensor>,
+        kernel: &Tensor,
         bias: Option<Vec<f32>>,
         (c_out, c_in): (usize, usize),
         dilation: usize,
@@ -530,21 +530,25 @@ impl WinogradConv<f32> {
         if !transforms_per_run::<f32>(tiles, tiling) {
             return Self::new(values, bias, (c_out, c_in), dilation, tiling);
         }
-        Self::transforming_per_run(kernel, bias, (c_out, c_in), dilation, tiling)
+        Some(Self::transforming_per_run(
+            values,
+            bias,
+            (c_out, c_in),
+            dilation,
+            tiling,
+        ))
     }
 
-    /// The op transforming `kernel` (f32 `[O, I, 3, 3]`) at each inference.
+    /// The op transforming the `[O, I, 3, 3]` kernel `values` (`c_in`, `c_out` > 0) at each
+    /// inference.
     fn transforming_per_run(
-        kernel: Arc<Tensor>,
+        values: &[f32],
         bias: Option<Vec<f32>>,
         (c_out, c_in): (usize, usize),
         dilation: usize,
         tiling: Tiling,
-    ) -> Option<Self> {
-        let values = kernel.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?;
-        if values.len() != c_out * c_in * 9 || c_in == 0 || c_out == 0 {
-            return None;
-        }
+    ) -> Self {
+        assert_eq!(values.len(), c_out * c_in * 9);
         let shape = (c_out, c_in);
         let len = c_out.div_ceil(ROWS) * c_in;
         let mut half = vec![[[0u16; ROWS]; 9]; len];
@@ -570,7 +574,7 @@ impl WinogradConv<f32> {
             });
             KernelSource::Full(full)
         };
-        Some(WinogradConv {
+        WinogradConv {
             c_in,
             c_out,
             dilation,
@@ -580,7 +584,7 @@ impl WinogradConv<f32> {
             bias: bias.map(Arc::new),
             dequantize: None,
             relu: false,
-        })
+        }
     }
 }
 

@@ -117,10 +117,7 @@ fn float_replacement(
     let (c_in, c_out) = (conv.input_channels(), conv.output_channels());
     let kernel = const_tensor(model, node.inputs[1])?;
     // No copy when it is f32 already (fp16 kernels are widened at load).
-    let kernel = match kernel.datum_type() {
-        DatumType::F32 => kernel,
-        _ => Arc::new(kernel.cast_to::<f32>().ok()?.into_owned()),
-    };
+    let kernel = kernel.cast_to::<f32>().ok()?;
     let bias = const_values::<f32>(model, node.inputs[2])?;
     let bias = match bias.len() {
         1 => vec![bias[0]; c_out],
@@ -141,7 +138,7 @@ fn float_replacement(
         .as_concrete()?
         .to_vec();
     let image = (shape[2], shape[3]);
-    let op = WinogradConvF32::for_image(kernel, Some(bias), (c_out, c_in), dilation, image)?;
+    let op = WinogradConvF32::for_image(&kernel, Some(bias), (c_out, c_in), dilation, image)?;
     Some((op, tvec![node.inputs[0]]))
 }
 

@@ -67,11 +67,9 @@ fn per_run_equals_held(shape: (usize, usize, usize, usize, usize), tiling: Tilin
             .for_each(|k| *k = f16::from_f32(*k).to_f32());
     }
     let held = WinogradConvF32::new(&kernel, Some(bias.clone()), (c_out, c_in), d, tiling);
-    let tensor = tract_ndarray::ArrayD::from_shape_vec(&[c_out, c_in, 3, 3][..], kernel);
-    let tensor = Arc::new(tensor.unwrap().into_tensor());
     let per_run =
-        WinogradConvF32::transforming_per_run(tensor, Some(bias), (c_out, c_in), d, tiling);
-    let (held, per_run) = (held.unwrap(), per_run.unwrap());
+        WinogradConvF32::transforming_per_run(&kernel, Some(bias), (c_out, c_in), d, tiling);
+    let held = held.unwrap();
     assert!(held.source.is_none());
     let as_half = matches!(per_run.source.as_deref(), Some(KernelSource::Half(_)));
     assert_eq!(as_half, half, "held as f16 bits exactly when all are f16");
@@ -114,8 +112,8 @@ fn kernels_are_transformed_per_run_at_layers_of_few_tiles_only() {
     let per_run = |height: usize, width: usize| {
         let (c_in, c_out) = (2, 3);
         let kernel = tract_ndarray::ArrayD::from_elem(&[c_out, c_in, 3, 3][..], 0.5f32);
-        let kernel = Arc::new(kernel.into_tensor());
-        let op = WinogradConvF32::for_image(kernel, None, (c_out, c_in), 1, (height, width));
+        let kernel = kernel.into_tensor();
+        let op = WinogradConvF32::for_image(&kernel, None, (c_out, c_in), 1, (height, width));
         op.unwrap().source.is_some()
     };
     // IS-Net's 16x16 to 64x64 layers hold nearly all its weights; 128x128 has 1024 tiles.

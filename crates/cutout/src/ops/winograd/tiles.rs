@@ -676,6 +676,14 @@ pub(super) fn chunk_tiles(tiles: usize, bytes_per_tile_position: usize, position
     cache_bound.min(spread).clamp(2 * PANEL, 16 * PANEL) / PANEL * PANEL
 }
 
+/// The kernel transforms' values, lane by lane: whole lane arrays per operation compile to
+/// straight-line vector code (a loop over the lanes around each column's values took ~3x the
+/// time).
+#[inline(always)]
+fn lanes<S, const L: usize>(f: impl Fn(usize) -> S) -> [S; L] {
+    std::array::from_fn(f)
+}
+
 /// `2G g 2Gᵀ` for each of the `ROWS` lanes of 3x3 kernels `g` (row-major), with
 /// `2G = [[2,0,0],[1,1,1],[1,-1,1],[0,0,2]]`. Always fits `T::Sum` (Some).
 #[inline(always)]
@@ -683,12 +691,11 @@ pub(super) fn transform_kernel_2x2<T: Element>(g: &Taps<T>) -> Option<[[T::Sum; 
     type Lanes<T> = [<T as Element>::Sum; ROWS];
     #[inline(always)]
     fn column<T: Element>(a: Lanes<T>, b: Lanes<T>, c: Lanes<T>) -> [Lanes<T>; 4] {
-        let lanes = |f: &dyn Fn(usize) -> T::Sum| -> Lanes<T> { std::array::from_fn(f) };
         [
-            lanes(&|l| T::plus(a[l], a[l])),
-            lanes(&|l| T::plus(T::plus(a[l], b[l]), c[l])),
-            lanes(&|l| T::plus(T::minus(a[l], b[l]), c[l])),
-            lanes(&|l| T::plus(c[l], c[l])),
+            lanes(|l| T::plus(a[l], a[l])),
+            lanes(|l| T::plus(T::plus(a[l], b[l]), c[l])),
+            lanes(|l| T::plus(T::minus(a[l], b[l]), c[l])),
+            lanes(|l| T::plus(c[l], c[l])),
         ]
     }
     // 2G g, a column of taps at a time: rows[s][r] is row r of column s.
@@ -713,12 +720,6 @@ pub(super) fn transform_kernel_2x2<T: Element>(g: &Taps<T>) -> Option<[[T::Sum; 
 #[inline(always)]
 pub(super) fn transform_kernel_4x4_f32<const L: usize>(g: &[[f32; L]; 9]) -> [[f32; L]; 36] {
     const SIXTH: f32 = 1.0 / 6.0;
-    // Whole lane arrays per operation (straight-line vector code; a loop over the lanes around
-    // each column's six values compiled to ~3x the time).
-    #[inline(always)]
-    fn lanes<const L: usize>(f: impl Fn(usize) -> f32) -> [f32; L] {
-        std::array::from_fn(f)
-    }
     #[inline(always)]
     fn column<const L: usize>(a: [f32; L], b: [f32; L], c: [f32; L]) -> [[f32; L]; 6] {
         let outer: [f32; L] = lanes(|l| a[l] + c[l]);
